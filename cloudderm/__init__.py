@@ -1,0 +1,77 @@
+"""cloudderm: send the same images to every vision-model provider and compare what comes back.
+
+No output of this package is a diagnosis. It is a research and vendor-evaluation tool.
+
+Imports stay light (no cloud SDK, no torch): adapters load their SDKs on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cloudderm.errors import (
+    CloudDermError,
+    ConfigError,
+    InvalidImageError,
+    MissingDependencyError,
+    PolicyViolation,
+    ProviderError,
+    ProviderHTTPError,
+    ProviderThrottled,
+    ProviderTimeout,
+    ResponseFormatError,
+)
+
+if TYPE_CHECKING:
+    from cloudderm.classifier import Classifier
+    from cloudderm.config import Config, load_config
+    from cloudderm.factory import load
+    from cloudderm.images import PreparedImage, prepare
+    from cloudderm.prediction import LabelScore, Prediction
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Classifier",
+    "CloudDermError",
+    "Config",
+    "ConfigError",
+    "InvalidImageError",
+    "LabelScore",
+    "MissingDependencyError",
+    "PolicyViolation",
+    "Prediction",
+    "PreparedImage",
+    "ProviderError",
+    "ProviderHTTPError",
+    "ProviderThrottled",
+    "ProviderTimeout",
+    "ResponseFormatError",
+    "__version__",
+    "load",
+    "load_config",
+    "prepare",
+]
+
+_LAZY = {
+    "LabelScore": "cloudderm.prediction",
+    "Prediction": "cloudderm.prediction",
+    "Classifier": "cloudderm.classifier",
+    "Config": "cloudderm.config",
+    "load_config": "cloudderm.config",
+    "load": "cloudderm.factory",
+    "PreparedImage": "cloudderm.images",
+    "prepare": "cloudderm.images",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import pydantic, PIL and YAML only when first used, so ``import cloudderm`` stays fast."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cloudderm' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

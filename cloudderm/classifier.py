@@ -1,0 +1,259 @@
+"""The one interface every provider is used through.
+
+An adapter only *encodes a request, makes the call and decodes the answer* (``_infer``). Everything that
+must be identical across providers lives here, once: image preparation, timing, sorting, taxonomy mapping,
+out-of-domain and intended-use warnings, cost attribution and retries for direct use. That is what makes
+"change one name in the YAML, keep the code" true.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cloudderm.images import ImageLike, PreparedImage, prepare
+from cloudderm.prediction import LabelScore, Prediction
+from cloudderm.retry import RetryPolicy, call_with_retries
+from cloudderm.taxonomy import HAM10000, Taxonomy
+
+if TYPE_CHECKING:
+    from cloudderm.governance.card import GovernanceCard, ModelFacts, ServiceFacts
+    from cloudderm.pricing import PricingModel
+
+__all__ = ["AdapterSettings", "Classifier", "ImageLimits", "RawResult"]
+
+OUT_OF_DOMAIN_WARNING = (
+    "out-of-domain: the model's top label {label!r} is not a skin-lesion class in the {taxonomy} taxonomy"
+)
+NOT_NORMALISED_WARNING = "scores not normalised: they sum to {total:.3f}, not 1"
+INDEPENDENT_SCORES_WARNING = (
+    "scores are independent per-label probabilities (multi-label), not a distribution"
+)
+
+
+class AdapterSettings(BaseModel):
+    """Settings every adapter accepts; each adapter subclasses this with its own fields.
+
+    ``extra="forbid"`` so a typo in the YAML is an error naming the field, not a silently ignored key.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    adapter: str
+    timeout_s: float | None = Field(default=None, gt=0)
+    max_retries: int | None = Field(default=None, ge=0)
+    concurrency: int | None = Field(default=None, ge=1)
+    requests_per_second: float | None = Field(default=None, gt=0)
+    label_map: dict[str, str] = Field(default_factory=dict)
+    model_card: dict[str, Any] | None = None
+    pricing: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What a provider accepts; the runner prepares each image once to the strictest of these."""
+
+    max_bytes: int | None = None
+    max_side: int | None = None
+
+    def merge(self, other: ImageLimits) -> ImageLimits:
+        """The stricter of two limits, field by field."""
+
+        def stricter(a: int | None, b: int | None) -> int | None:
+            return b if a is None else a if b is None else min(a, b)
+
+        return ImageLimits(stricter(self.max_bytes, other.max_bytes), stricter(self.max_side, other.max_side))
+
+
+@dataclass
+class RawResult:
+    """What an adapter decoded from one image's answer, before normalisation."""
+
+    labels: list[tuple[str, float]]
+    model: str | None = None
+    request_id: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    scores_independent: bool = False
+
+
+class Classifier(ABC):
+    """Classify images through one provider. Sync by design; the compare runner adds concurrency.
+
+    Subclasses set ``adapter`` and ``Settings`` and implement ``_infer``, ``model_id`` and
+    ``service_facts``; they override ``image_limits``, ``model_facts`` and ``close`` where relevant and
+    set ``max_batch_size`` above 1 when the provider accepts several images per call.
+    """
+
+    adapter: ClassVar[str]
+    Settings: ClassVar[type[AdapterSettings]] = AdapterSettings
+    max_batch_size: int = 1
+
+    def __init__(
+        self,
+        name: str,
+        settings: AdapterSettings,
+        *,
+        taxonomy: Taxonomy = HAM10000,
+        retry_policy: RetryPolicy | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.taxonomy = taxonomy.with_synonyms(settings.label_map)
+        self.retry_policy = retry_policy or RetryPolicy(max_retries=settings.max_retries or 0)
+        self.standing_warnings: list[str] = []
+        self._governance: GovernanceCard | None = None
+        self._pricing_resolved = False
+        self._pricing: PricingModel | None = None
+
+    # ---- what each adapter provides -------------------------------------------------------------
+    @abstractmethod
+    def _infer(self, images: Sequence[PreparedImage]) -> list[RawResult]:
+        """Send ``images`` (at most ``max_batch_size``) and decode one RawResult per image, in order."""
+
+    @property
+    @abstractmethod
+    def model_id(self) -> str:
+        """The model id / endpoint / deployed model as the provider names it."""
+
+    @abstractmethod
+    def service_facts(self) -> ServiceFacts:
+        """Where images go when this adapter is used (service, vendor, region, leaves machine?)."""
+
+    def model_facts(self) -> ModelFacts | None:
+        """Facts from the model's own card, when the adapter can read one."""
+        return None
+
+    def image_limits(self) -> ImageLimits:
+        """The provider's request limits, used to prepare images that fit."""
+        return ImageLimits()
+
+    def close(self) -> None:
+        """Release clients, sessions and models."""
+
+    # ---- provided to users ----------------------------------------------------------------------
+    def prepare(self, image: ImageLike | PreparedImage) -> PreparedImage:
+        """Prepare one input for this provider's limits (metadata stripped, RGB, fitted)."""
+        limits = self.image_limits()
+        return prepare(image, max_bytes=limits.max_bytes, max_side=limits.max_side)
+
+    def classify(self, image: ImageLike | PreparedImage) -> Prediction:
+        """Classify one image; retryable provider faults are retried per the settings."""
+        return self.classify_batch([image])[0]
+
+    def classify_batch(self, images: Sequence[ImageLike | PreparedImage]) -> list[Prediction]:
+        """Classify several images, in provider-sized batches; one Prediction per image, in order."""
+        prepared = [self.prepare(image) for image in images]
+        results: list[Prediction] = []
+        for chunk in self._chunks(prepared):
+            results.extend(call_with_retries(lambda c=chunk: self.classify_prepared(c), self.retry_policy))
+        return results
+
+    def classify_prepared(self, images: Sequence[PreparedImage]) -> list[Prediction]:
+        """Classify already-prepared images without retrying (the runner owns retries and pacing)."""
+        out: list[Prediction] = []
+        for chunk in self._chunks(images):
+            started = time.perf_counter()
+            raws = self._infer(chunk)
+            elapsed_ms = (time.perf_counter() - started) * 1000.0
+            if len(raws) != len(chunk):
+                from cloudderm.errors import ResponseFormatError
+
+                raise ResponseFormatError(
+                    f"{len(raws)} results for {len(chunk)} images", provider=self.name, endpoint=self.model_id
+                )
+            per_image_ms = elapsed_ms / len(chunk)
+            for image, raw in zip(chunk, raws):
+                out.append(self._finish(image, raw, per_image_ms, len(chunk)))
+        return out
+
+    @property
+    def governance(self) -> GovernanceCard:
+        """This provider's governance card (service, vendor and model facts, sourced and dated)."""
+        if self._governance is None:
+            from cloudderm.governance.cards import build_card
+
+            self._governance = build_card(self)
+        return self._governance
+
+    @property
+    def pricing(self) -> PricingModel | None:
+        """How this provider is priced, or None when no sourced price is known."""
+        if not self._pricing_resolved:
+            from cloudderm.pricing import pricing_for
+
+            self._pricing = pricing_for(self)
+            self._pricing_resolved = True
+        return self._pricing
+
+    def __enter__(self) -> Classifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, model={self.model_id!r})"
+
+    # ---- internals ------------------------------------------------------------------------------
+    def _chunks(self, images: Sequence[PreparedImage]) -> list[Sequence[PreparedImage]]:
+        size = max(1, self.max_batch_size)
+        return [images[i : i + size] for i in range(0, len(images), size)]
+
+    def _finish(self, image: PreparedImage, raw: RawResult, latency_ms: float, batch: int) -> Prediction:
+        """Normalise one decoded answer into a Prediction with taxonomy, warnings and cost."""
+        labels = [LabelScore(label=str(lbl), score=_clamp(score)) for lbl, score in raw.labels]
+        labels.sort(key=lambda ls: ls.score, reverse=True)
+        warnings = [*self.standing_warnings, *raw.warnings]
+        canonical = triage = None
+        if labels:
+            canonical = self.taxonomy.canonical(labels[0].label)
+            triage = self.taxonomy.triage(canonical)
+            if canonical is None:
+                warnings.append(
+                    OUT_OF_DOMAIN_WARNING.format(label=labels[0].label, taxonomy=self.taxonomy.name)
+                )
+            total = sum(ls.score for ls in labels)
+            if raw.scores_independent:
+                warnings.append(INDEPENDENT_SCORES_WARNING)
+            elif not math.isclose(total, 1.0, abs_tol=0.02) and self._returns_all_labels(raw):
+                warnings.append(NOT_NORMALISED_WARNING.format(total=total))
+        details = dict(raw.details)
+        if batch > 1:
+            details.setdefault("batch_size", batch)
+        pricing = self.pricing
+        cost = pricing.cost_per_call(batch) if pricing is not None else None
+        return Prediction(
+            provider=self.name,
+            adapter=self.adapter,
+            model=raw.model or self.model_id,
+            image_sha256=image.sha256,
+            labels=labels,
+            canonical=canonical,
+            triage=triage,  # type: ignore[arg-type]
+            latency_ms=latency_ms,
+            cost_usd=cost,
+            request_id=raw.request_id,
+            warnings=list(dict.fromkeys(warnings)),
+            provider_details=details,
+        )
+
+    def _returns_all_labels(self, raw: RawResult) -> bool:
+        """Whether the answer is a full distribution (so its sum should be 1); adapters may refine."""
+        return not raw.details.get("truncated_labels", False)
+
+
+def _clamp(score: float) -> float:
+    """Tolerate float noise just outside 0..1 (e.g. 1.0000001) without hiding real range errors."""
+    value = float(score)
+    if -1e-6 <= value < 0.0:
+        return 0.0
+    if 1.0 < value <= 1.0 + 1e-6:
+        return 1.0
+    return value

@@ -1,0 +1,196 @@
+"""YAML config -> validated settings, with ``${VAR}`` secrets taken from the environment.
+
+Why this shape: switching provider must be a one-word change in a file, and a mistake in that file must be
+reported as *where* (file, provider, field) and *what to do*, never as a traceback and never with a secret
+value in it. Values are interpolated from the environment before validation; secret fields are
+``SecretStr`` in each adapter's settings, and error messages are built from field paths only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cloudderm.classifier import AdapterSettings
+from cloudderm.errors import ConfigError
+
+__all__ = ["CONFIG_ENV_VAR", "Config", "Defaults", "Policy", "find_config", "load_config", "parse_config"]
+
+CONFIG_ENV_VAR = "CLOUDDERM_CONFIG"
+DEFAULT_CONFIG_NAME = "cloudderm.yaml"
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class Defaults(BaseModel):
+    """Settings every provider inherits unless it sets its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeout_s: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=4, ge=0)
+    concurrency: int = Field(default=8, ge=1)
+    requests_per_second: float | None = Field(default=None, gt=0)
+
+
+class Policy(BaseModel):
+    """Governance rules checked before any image is sent (see ``cloudderm.governance.policy``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allowed_regions: list[str] | None = None
+    require_hipaa_eligible: bool = False
+    intended_use: str | None = None
+    forbid_models_prohibited_for: list[str] = Field(default_factory=list)
+    mode: Literal["enforce", "warn"] = "enforce"
+
+
+class Config(BaseModel):
+    """A whole validated config file."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    version: Literal[1] = 1
+    taxonomy: str = "ham10000"
+    labels: dict[str, str] = Field(default_factory=dict)
+    defaults: Defaults = Field(default_factory=Defaults)
+    policy: Policy = Field(default_factory=Policy)
+    providers: dict[str, AdapterSettings] = Field(default_factory=dict)
+    source: str = "<memory>"
+
+    def provider(self, name: str) -> AdapterSettings:
+        """Settings for one provider, with the defaults filled in."""
+        try:
+            settings = self.providers[name]
+        except KeyError:
+            known = ", ".join(self.providers) or "none"
+            raise ConfigError(f"no provider named {name!r}; configured: {known}", file=self.source) from None
+        filled = {
+            key: getattr(self.defaults, key)
+            for key in ("timeout_s", "max_retries", "concurrency", "requests_per_second")
+            if getattr(settings, key) is None
+        }
+        return settings.model_copy(update=filled)
+
+
+def find_config(explicit: str | os.PathLike | None = None) -> Path:
+    """The config to use: ``explicit`` (``-c``), then ``./cloudderm.yaml``, then ``$CLOUDDERM_CONFIG``."""
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        return path
+    local = Path.cwd() / DEFAULT_CONFIG_NAME
+    if local.is_file():
+        return local
+    env = os.environ.get(CONFIG_ENV_VAR)
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError(f"${CONFIG_ENV_VAR} points to {path}, which does not exist")
+        return path
+    raise ConfigError(
+        f"no config given: pass -c FILE, create ./{DEFAULT_CONFIG_NAME}, or set ${CONFIG_ENV_VAR} "
+        "(see examples/cloudderm.yaml)"
+    )
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    """Find, read, interpolate and validate a config file."""
+    found = find_config(path)
+    try:
+        raw = yaml.safe_load(found.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"not valid YAML{where}", file=str(found)) from None
+    return parse_config(raw if raw is not None else {}, source=str(found))
+
+
+def parse_config(
+    data: Mapping[str, Any], *, source: str = "<memory>", env: Mapping[str, str] | None = None
+) -> Config:
+    """Validate a config mapping (already parsed from YAML)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("the top level must be a mapping", file=source)
+    env = os.environ if env is None else env
+    body = {k: v for k, v in data.items() if k != "providers"}
+    providers_raw = data.get("providers") or {}
+    if not isinstance(providers_raw, Mapping):
+        raise ConfigError("'providers' must be a mapping of name -> settings", file=source)
+    body = _interpolate(body, env, source, provider=None, path=())
+    try:
+        config = Config.model_validate({**body, "source": source})
+    except ValidationError as e:
+        raise _config_error(e, source, provider=None) from None
+    providers: dict[str, AdapterSettings] = {}
+    for name, settings in providers_raw.items():
+        providers[str(name)] = _parse_provider(str(name), settings, env, source)
+    return config.model_copy(update={"providers": providers})
+
+
+def _parse_provider(name: str, raw: Any, env: Mapping[str, str], source: str) -> AdapterSettings:
+    from cloudderm.registry import resolve_adapter
+
+    if not isinstance(raw, Mapping):
+        raise ConfigError("settings must be a mapping", file=source, provider=name)
+    if "adapter" not in raw:
+        raise ConfigError("missing required field 'adapter'", file=source, provider=name, field="adapter")
+    values = _interpolate(dict(raw), env, source, provider=name, path=())
+    try:
+        cls = resolve_adapter(str(values["adapter"]))
+    except ConfigError as e:
+        raise ConfigError(str(e), file=source, provider=name) from None
+    try:
+        return cls.Settings.model_validate(values)
+    except ValidationError as e:
+        raise _config_error(e, source, provider=name) from None
+
+
+def _interpolate(
+    value: Any, env: Mapping[str, str], source: str, *, provider: str | None, path: tuple
+) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; ``$$`` is a literal ``$``."""
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            var, default = match.group(1), match.group(2)
+            if var in env:
+                return env[var]
+            if default is not None:
+                return default
+            field = ".".join(str(p) for p in path) or None
+            raise ConfigError(
+                f"environment variable {var} is not set (export {var}=... or use ${{{var}:-default}})",
+                file=source,
+                provider=provider,
+                field=field,
+            )
+
+        return _VAR.sub(substitute, value)
+    if isinstance(value, Mapping):
+        return {k: _interpolate(v, env, source, provider=provider, path=(*path, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env, source, provider=provider, path=(*path, i)) for i, v in enumerate(value)]
+    return value
+
+
+def _config_error(error: ValidationError, source: str, provider: str | None) -> ConfigError:
+    """Describe validation failures by field path and message only: never echo the (maybe secret) value."""
+    problems: list[tuple[str, str]] = []
+    for item in error.errors(include_input=False, include_url=False):
+        field = ".".join(str(p) for p in item["loc"])
+        message = "unknown field (check the spelling)" if item["type"] == "extra_forbidden" else item["msg"]
+        problems.append((field, message))
+    if len(problems) == 1:
+        field, message = problems[0]
+        return ConfigError(message, file=source, provider=provider, field=field)
+    listed = "; ".join(f"{field}: {message}" for field, message in problems)
+    return ConfigError(listed, file=source, provider=provider)

@@ -1,0 +1,154 @@
+"""The cloudderm error tree.
+
+Every failure a user can act on is one of these, so callers can catch by meaning rather than by SDK::
+
+    CloudDermError                       base of everything cloudderm raises on purpose
+    ├── ConfigError                      bad or missing configuration (names file, provider, field)
+    ├── MissingDependencyError           an optional SDK is not installed (also an ImportError)
+    ├── InvalidImageError                an input image cannot be used (names the source and reason)
+    ├── PolicyViolation                  the governance policy forbids a provider (raised before any call)
+    └── ProviderError                    the provider failed to answer usefully
+        ├── ProviderHTTPError            an HTTP status from the provider (status, request_id)
+        ├── ProviderThrottled            429 / throttling / model not ready: retry later
+        ├── ProviderTimeout              no answer in time (also a TimeoutError)
+        └── ResponseFormatError          an answer that is not the shape we were promised
+
+``ProviderError.retryable`` tells the runner whether sending the same request again is safe and useful;
+``retry_after`` carries the provider's own hint in seconds when it gave one. Messages never contain
+secret values: adapters build them from endpoint names, regions and request ids only.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CloudDermError",
+    "ConfigError",
+    "InvalidImageError",
+    "MissingDependencyError",
+    "PolicyViolation",
+    "ProviderError",
+    "ProviderHTTPError",
+    "ProviderThrottled",
+    "ProviderTimeout",
+    "ResponseFormatError",
+]
+
+BODY_EXCERPT_CHARS = 200
+
+
+class CloudDermError(Exception):
+    """Base class: catch this to handle every deliberate cloudderm failure."""
+
+
+class ConfigError(CloudDermError):
+    """The configuration cannot be used; the message says where (file, provider, field) and the fix."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        provider: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.file = file
+        self.provider = provider
+        self.field = field
+        where = []
+        if file:
+            where.append(f"file {file}")
+        if provider:
+            where.append(f"provider {provider!r}")
+        if field:
+            where.append(f"field {field!r}")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+class MissingDependencyError(CloudDermError, ImportError):
+    """An optional SDK is missing; the message holds the exact ``pip install`` that fixes it."""
+
+
+class InvalidImageError(CloudDermError, ValueError):
+    """An input image cannot be prepared; names the source (path or description) and the reason."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(f"{source}: {reason}")
+
+
+class PolicyViolation(CloudDermError):
+    """The configured governance policy forbids using a provider; raised before any byte is sent."""
+
+    def __init__(self, provider: str, rule: str, fact: str) -> None:
+        self.provider = provider
+        self.rule = rule
+        self.fact = fact
+        super().__init__(f"provider {provider!r} violates policy rule {rule!r}: {fact}")
+
+
+class ProviderError(CloudDermError):
+    """A provider call failed. Carries where it failed and whether a retry is safe."""
+
+    default_retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        endpoint: str | None = None,
+        request_id: str | None = None,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.provider = provider
+        self.endpoint = endpoint
+        self.request_id = request_id
+        self.retryable = self.default_retryable if retryable is None else retryable
+        self.retry_after = retry_after
+        self.detail = message
+        super().__init__(self._compose(message))
+
+    def _compose(self, message: str) -> str:
+        parts = []
+        if self.provider:
+            parts.append(f"provider {self.provider!r}")
+        if self.endpoint:
+            parts.append(f"endpoint {self.endpoint}")
+        prefix = f"[{', '.join(parts)}] " if parts else ""
+        suffix = f" (request id {self.request_id})" if self.request_id else ""
+        return f"{prefix}{message}{suffix}"
+
+
+class ProviderHTTPError(ProviderError):
+    """The provider answered with an HTTP error status. 5xx are retryable by default, 4xx are not."""
+
+    def __init__(self, message: str, *, status: int, retryable: bool | None = None, **kwargs) -> None:
+        self.status = status
+        if retryable is None:
+            retryable = status >= 500
+        super().__init__(f"HTTP {status}: {message}", retryable=retryable, **kwargs)
+
+
+class ProviderThrottled(ProviderError):
+    """The provider asked us to slow down (429, ThrottlingException, model not ready). Retryable."""
+
+    default_retryable = True
+
+
+class ProviderTimeout(ProviderError, TimeoutError):
+    """No answer within the timeout. Retryable: inference calls are idempotent reads."""
+
+    default_retryable = True
+
+
+class ResponseFormatError(ProviderError):
+    """The answer does not match the declared response format. Not retryable: it would not change."""
+
+    def __init__(self, message: str, *, body: str | bytes | None = None, **kwargs) -> None:
+        if body is not None:
+            text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+            excerpt = text[:BODY_EXCERPT_CHARS] + ("…" if len(text) > BODY_EXCERPT_CHARS else "")
+            message = f"{message}; body starts: {excerpt!r}"
+        super().__init__(message, **kwargs)

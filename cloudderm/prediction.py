@@ -1,0 +1,63 @@
+"""What every provider's answer becomes: one ``Prediction`` per image, whatever the vendor's wire format.
+
+Scores are kept exactly as the provider gave them (its own label text, 0..1); the canonical code and
+triage bucket are added by the taxonomy so answers from different vendors can be compared. ``cost_usd``
+is ``None`` when unknown — never a guess — and ``warnings`` carries anything a reader must see beside the
+numbers (out-of-domain model, intended-use prohibition, scores not normalised).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["LabelScore", "Prediction", "Triage"]
+
+Triage = Literal["benign", "concerning"]
+
+NOT_A_DIAGNOSIS = "Research output only: this is not a diagnosis and must not be used for clinical decisions."
+
+
+class LabelScore(BaseModel):
+    """One label as the provider names it, with its score in 0..1."""
+
+    model_config = ConfigDict(frozen=True)
+
+    label: str
+    score: float = Field(ge=0.0, le=1.0)
+
+
+class Prediction(BaseModel):
+    """One provider's answer for one image, normalised for comparison."""
+
+    provider: str
+    adapter: str
+    model: str
+    image_sha256: str
+    labels: list[LabelScore]
+    canonical: str | None = None
+    triage: Triage | None = None
+    latency_ms: float
+    cost_usd: float | None = None
+    request_id: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+    provider_details: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("labels")
+    @classmethod
+    def _sorted_descending(cls, labels: list[LabelScore]) -> list[LabelScore]:
+        """Keep the contract 'sorted by score, descending' whatever order the vendor used."""
+        return sorted(labels, key=lambda ls: ls.score, reverse=True)
+
+    @property
+    def top(self) -> LabelScore:
+        """The highest-scoring label."""
+        if not self.labels:
+            raise ValueError(f"prediction from {self.provider!r} has no labels")
+        return self.labels[0]
+
+    def __str__(self) -> str:
+        top = self.top
+        code = f" [{self.canonical}]" if self.canonical else ""
+        return f"{self.provider}: {top.label}{code} {top.score:.3f} ({self.latency_ms:.0f} ms)"
