@@ -1,0 +1,1 @@
+"""One module per provider; each imports its cloud SDK lazily, only when the adapter is first used."""
