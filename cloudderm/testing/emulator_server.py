@@ -27,6 +27,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "cloudderm-emulator"
     sys_version = ""
     timeout = IDLE_KEEPALIVE_S
+    disable_nagle_algorithm = True  # small header + body writes must not wait for delayed ACKs (~40 ms)
     server: EmulatorServer
 
     def do_GET(self) -> None:
@@ -80,8 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Connection", "close")
                 self.close_connection = True
             self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(reply.body)
+            self.wfile.write(reply.body)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client gave up first (e.g. its read timeout fired)
 
