@@ -39,6 +39,7 @@ def build_classifier(name: str, config: Config, *, check_policy: bool = True) ->
         if check_policy:
             enforce_policy(classifier, config.policy)
         attach_card_warnings(classifier)
+        _ = classifier.pricing  # a malformed `pricing:` override fails here, before any image is sent
     except BaseException:
         classifier.close()
         raise
