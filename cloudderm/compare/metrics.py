@@ -218,46 +218,42 @@ def bootstrap_mean_recall(
     *,
     n_boot: int,
     rng: np.random.Generator,
-    chunk_cells: int = 2_000_000,
 ) -> np.ndarray:
-    """Bootstrap replicates of the mean per-class recall, vectorised.
+    """Bootstrap replicates of the mean per-class recall.
 
     Balanced accuracy is the mean recall over the true classes; triage sensitivity is the same formula
     with a single class (concerning) and every other image marked ``-1`` (resampled, but not scored).
+
+    Why multinomial draws: the statistic depends only on how many resampled images fall in each
+    (class, hit) cell, and drawing ``m`` images with replacement puts a multinomial(m, cell shares)
+    number in each cell. Drawing those counts directly is the same bootstrap distribution at a cost of
+    ``n_boot x 2k`` instead of ``n_boot x m`` — subgroups of 50,000 images take milliseconds.
 
     Args:
         classes: per image, its true class in ``0..k-1``, or -1 to resample it without scoring it.
         hits: per image, whether the answer counts as a hit for that class.
         k: number of classes.
-        n_boot: number of resamples (each draws ``len(classes)`` images with replacement).
+        n_boot: number of resamples (each of ``len(classes)`` images drawn with replacement).
         rng: the seeded generator, so a report is reproducible.
-        chunk_cells: resamples are drawn in chunks of at most this many index cells to bound memory.
 
     Returns:
         ``n_boot`` replicates; NaN where a resample holds no scored image.
     """
     cls = _as_int(classes)
-    hit = np.asarray(hits, dtype=float).reshape(-1)
+    hit = np.asarray(hits, dtype=bool).reshape(-1)
     m = cls.size
-    out = np.full(n_boot, np.nan)
     if m == 0 or n_boot <= 0:
-        return out
-    step = max(1, chunk_cells // m)
-    for start in range(0, n_boot, step):
-        b = min(step, n_boot - start)
-        idx = rng.integers(0, m, size=(b, m))
-        t, h = cls[idx], hit[idx]
-        valid = t >= 0
-        flat = (np.arange(b)[:, None] * k + t)[valid]
-        support = np.bincount(flat, minlength=b * k).reshape(b, k)
-        correct = np.bincount(flat, weights=h[valid], minlength=b * k).reshape(b, k)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            recall = np.where(support > 0, correct / np.maximum(support, 1), np.nan)
-        counted = support > 0
-        n_classes = counted.sum(axis=1)
-        sums = np.where(counted, recall, 0.0).sum(axis=1)
-        out[start : start + b] = np.where(n_classes > 0, sums / np.maximum(n_classes, 1), np.nan)
-    return out
+        return np.full(max(n_boot, 0), np.nan)
+    # cells 0..2k-1 = (class, miss/hit); cell 2k = resampled but not scored
+    cell = np.where(cls >= 0, cls * 2 + hit, 2 * k)
+    shares = np.bincount(cell, minlength=2 * k + 1) / m
+    draws = rng.multinomial(m, shares, size=n_boot)[:, : 2 * k].reshape(n_boot, k, 2)
+    support = draws.sum(axis=2)
+    counted = support > 0
+    recall = np.where(counted, draws[:, :, 1] / np.maximum(support, 1), 0.0)
+    n_classes = counted.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n_classes > 0, recall.sum(axis=1) / n_classes, np.nan)
 
 
 def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> list[float] | None:

@@ -1,20 +1,16 @@
-"""Stream ``predictions.jsonl`` into the ``summary.json`` dict of DESIGN.md §2.
+"""Build the ``summary.json`` dict of DESIGN.md §2 from a predictions.jsonl file.
 
-Why streaming: a comparison may cover tens of thousands of images x several providers. Each line is read
-once and reduced to a few numbers per answer (class codes, top score, latency, cost, an interned image id
-and subgroup value ids) kept in compact ``array`` buffers; full records are never held. Every metric is
-then computed from those arrays by :mod:`cloudderm.compare.metrics`.
+One streaming pass (:mod:`cloudderm.compare.stream`) reduces the lines to compact per-provider arrays;
+every metric is then computed from those arrays by :mod:`cloudderm.compare.metrics`, and the governance
+flags that every report repeats beside a provider's numbers are decided here, once.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import zlib
 from array import array
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -22,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from cloudderm.compare import metrics as m
-from cloudderm.errors import CloudDermError
+from cloudderm.compare.stream import MISSING_VALUE, Accumulator, PredictionStream, image_key, iter_records
 from cloudderm.prediction import NOT_A_DIAGNOSIS
 from cloudderm.taxonomy import Taxonomy
 
@@ -38,37 +34,9 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 MIN_SUBGROUP_N = 30
-MISSING_VALUE = "(missing)"
 OOD_COLUMN = "out-of-domain"
 _MEDICAL_WORDS = ("medic", "diagnos", "clinic", "health", "patient")
 _TOP_WARNINGS = 20
-
-
-def iter_records(path: Path) -> Iterator[dict[str, Any]]:
-    """Yield one dict per non-blank line of a predictions.jsonl file.
-
-    Raises:
-        CloudDermError: naming the file and line when a line is not a JSON object.
-    """
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise CloudDermError(
-                    f"{path}:{lineno}: not valid JSON ({e.msg}); regenerate the file from results.sqlite "
-                    "by re-running the same compare command"
-                ) from e
-            if not isinstance(record, dict):
-                raise CloudDermError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
-            yield record
-
-
-def image_key(record: Mapping[str, Any]) -> str:
-    """How an image is identified across providers and runs: its dataset name, else its hash."""
-    return str(record.get("image") or record.get("sha256") or "")
 
 
 def governance_flags(
@@ -96,101 +64,6 @@ def governance_flags(
     elif ood_rate is not None and ood_rate >= 0.5:
         flags.append(f"OUT-OF-DOMAIN answers: {measured}")
     return flags
-
-
-@dataclass
-class _Acc:
-    """Compact running state for one provider: counts plus one array slot per answered image."""
-
-    n: int = 0
-    ok: int = 0
-    errors: int = 0
-    skipped: int = 0
-    image: array = field(default_factory=lambda: array("q"))
-    truth: array = field(default_factory=lambda: array("b"))
-    pred: array = field(default_factory=lambda: array("b"))
-    conf: array = field(default_factory=lambda: array("d"))
-    latency: array = field(default_factory=lambda: array("d"))
-    cost: array = field(default_factory=lambda: array("d"))
-    groups: dict[str, array] = field(default_factory=dict)
-    group_n: dict[str, Counter] = field(default_factory=dict)
-    error_types: Counter = field(default_factory=Counter)
-    skip_reasons: Counter = field(default_factory=Counter)
-    warnings: Counter = field(default_factory=Counter)
-    models: Counter = field(default_factory=Counter)
-
-
-class _Stream:
-    """One pass over the jsonl, interning image names and subgroup values to small integers."""
-
-    def __init__(self, taxonomy: Taxonomy, subgroups: Sequence[str]) -> None:
-        self.codes = list(taxonomy.codes)
-        self.code_index = {c: i for i, c in enumerate(self.codes)}
-        self.subgroups = list(subgroups)
-        self.images: dict[str, int] = {}
-        self.values: dict[str, dict[str, int]] = {col: {} for col in self.subgroups}
-        self.accs: dict[str, _Acc] = {}
-        self.label_counts: Counter = Counter()
-        self.unmapped: Counter = Counter()
-
-    def add(self, rec: Mapping[str, Any]) -> None:
-        name = str(rec.get("provider") or "")
-        acc = self.accs.setdefault(name, _Acc())
-        key = image_key(rec)
-        truth = self._truth(rec, key)
-        acc.n += 1
-        if rec.get("model"):
-            acc.models[str(rec["model"])] += 1
-        metadata = rec.get("metadata") or {}
-        values = {col: _group_value(metadata.get(col)) for col in self.subgroups}
-        for col, value in values.items():
-            acc.group_n.setdefault(col, Counter())[value] += 1
-        status = rec.get("status")
-        if status == "skipped":
-            acc.skipped += 1
-            acc.skip_reasons[str(rec.get("error_type") or rec.get("error") or "skipped")] += 1
-            return
-        if status != "ok":
-            acc.errors += 1
-            acc.error_types[str(rec.get("error_type") or "error")] += 1
-            return
-        acc.ok += 1
-        acc.warnings.update({str(w) for w in rec.get("warnings") or []})
-        labels = rec.get("labels") or []
-        acc.image.append(self.images[key])
-        acc.truth.append(truth)
-        acc.pred.append(self.code_index.get(rec.get("canonical"), m.OOD))  # type: ignore[arg-type]
-        acc.conf.append(float(labels[0]["score"]) if labels else math.nan)
-        acc.latency.append(_number(rec.get("latency_ms")))
-        acc.cost.append(_number(rec.get("cost_usd")))
-        for col, value in values.items():
-            ids = self.values[col]
-            acc.groups.setdefault(col, array("q")).append(ids.setdefault(value, len(ids)))
-
-    def _truth(self, rec: Mapping[str, Any], key: str) -> int:
-        """The true class index (-1 unlabelled); dataset label counts are taken once per image."""
-        code = rec.get("truth")
-        index = self.code_index.get(code, -1) if code is not None else -1
-        if key not in self.images:
-            self.images[key] = len(self.images)
-            if index >= 0:
-                self.label_counts[code] += 1
-            elif code is not None or rec.get("truth_raw") not in (None, ""):
-                self.unmapped[str(rec.get("truth_raw") or code)] += 1
-        return index
-
-
-def _group_value(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
-        return MISSING_VALUE
-    return str(value)
-
-
-def _number(value: Any) -> float:
-    try:
-        return math.nan if value is None else float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def build_summary(
@@ -221,7 +94,7 @@ def build_summary(
         ece_bins: equal-width confidence bins for the calibration error.
         pricing_as_of: the price catalog's date; else the latest ``pricing_as_of`` among ``providers``.
     """
-    stream = _Stream(taxonomy, subgroups)
+    stream = PredictionStream(taxonomy, subgroups)
     for rec in iter_records(Path(predictions_jsonl)):
         stream.add(rec)
     names = list(providers) + [p for p in stream.accs if p not in providers]
@@ -262,7 +135,7 @@ class _Context:
     """Turns each provider's compact arrays into its summary entry."""
 
     def __init__(
-        self, stream: _Stream, taxonomy: Taxonomy, seed: int, n_boot: int, min_n: int, bins: int
+        self, stream: PredictionStream, taxonomy: Taxonomy, seed: int, n_boot: int, min_n: int, bins: int
     ) -> None:
         self.stream = stream
         self.taxonomy = taxonomy
@@ -275,7 +148,7 @@ class _Context:
         return np.where(pred == m.OOD, -1, self.concerning[np.where(pred == m.OOD, 0, pred)].astype(int))
 
     def provider(self, name: str, info: Mapping[str, Any]) -> dict:
-        acc = self.stream.accs.get(name, _Acc())
+        acc = self.stream.accs.get(name, Accumulator())
         truth = np.frombuffer(acc.truth, dtype=np.int8).astype(np.int64)
         pred = np.frombuffer(acc.pred, dtype=np.int8).astype(np.int64)
         conf = np.frombuffer(acc.conf, dtype=float)
@@ -345,7 +218,7 @@ class _Context:
         }
 
     def _subgroups(
-        self, name: str, acc: _Acc, truth: np.ndarray, pred: np.ndarray
+        self, name: str, acc: Accumulator, truth: np.ndarray, pred: np.ndarray
     ) -> tuple[dict[str, dict[str, dict]], list[str]]:
         out: dict[str, dict[str, dict]] = {}
         small: list[str] = []
@@ -394,7 +267,7 @@ class _Context:
                 out[col][value] = row
         return out, small
 
-    def _derived_warnings(self, entry: Mapping[str, Any], acc: _Acc, small: list[str]) -> list[str]:
+    def _derived_warnings(self, entry: Mapping[str, Any], acc: Accumulator, small: list[str]) -> list[str]:
         out: list[str] = []
         if acc.errors:
             kinds = ", ".join(f"{k} x{c}" for k, c in acc.error_types.most_common(3))
@@ -417,17 +290,20 @@ class _Context:
         return out
 
     def agreement(self, names: Sequence[str]) -> dict[str, dict]:
-        answers: dict[str, dict[int, int]] = {}
+        """Agreement and kappa for every pair, matched on image ids with sorted arrays (no dicts)."""
+        answers: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name in names:
-            acc = self.stream.accs.get(name, _Acc())
-            answers[name] = dict(zip(acc.image, acc.pred))
+            acc = self.stream.accs.get(name, Accumulator())
+            ids, first = np.unique(np.frombuffer(acc.image, dtype=np.int64), return_index=True)
+            answers[name] = (ids, np.frombuffer(acc.pred, dtype=np.int8)[first])
         out: dict[str, dict] = {}
         for a, b in combinations(names, 2):
-            common = sorted(answers[a].keys() & answers[b].keys())
-            x = [answers[a][i] for i in common]
-            y = [answers[b][i] for i in common]
+            (ids_a, pred_a), (ids_b, pred_b) = answers[a], answers[b]
+            _, ia, ib = np.intersect1d(ids_a, ids_b, assume_unique=True, return_indices=True)
+            x, y = pred_a[ia], pred_b[ib]
             out[f"{a}|{b}"] = {
-                "n": len(common),
+                "providers": [a, b],
+                "n": int(ia.size),
                 "agreement": m.agreement_rate(x, y),
                 "kappa": m.cohen_kappa(x, y),
             }

@@ -162,8 +162,11 @@ def provider_names(summary: Mapping[str, Any]) -> list[str]:
     return list((summary.get("providers") or {}).keys())
 
 
-def pair_names(pair: str) -> tuple[str, str]:
-    """Split an agreement key ``"A|B"``; provider names may not contain ``|`` themselves."""
+def pair_names(pair: str, entry: Mapping[str, Any] | None = None) -> tuple[str, str]:
+    """The two providers of an agreement entry: its ``providers`` list, else split from ``"A|B"``."""
+    names = (entry or {}).get("providers")
+    if isinstance(names, Sequence) and not isinstance(names, str) and len(names) == 2:
+        return str(names[0]), str(names[1])
     a, _, b = pair.partition("|")
     return a, b
 

@@ -88,10 +88,12 @@ def accuracy_vs_cost(summary: Mapping[str, Any]) -> tuple[str | None, list[str]]
 
 def latency(summary: Mapping[str, Any], samples: Mapping[str, Sequence[float]]) -> str | None:
     """Box plots of per-image latency for each provider (log scale when they span orders of magnitude)."""
-    names = [n for n in provider_names(summary) if samples.get(n)]
+    import numpy as np
+
+    names = [n for n in provider_names(summary) if len(samples.get(n, ())) > 0]
     if not names:
         return None
-    data = [list(samples[n]) for n in names]
+    data = [np.asarray(samples[n], dtype=float) for n in names]
     fig = _figure(6.5, 0.5 + 0.45 * len(names) + 1.0)
     ax = fig.subplots()
     try:

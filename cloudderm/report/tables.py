@@ -187,7 +187,7 @@ def agreement_table(summary: Mapping[str, Any]) -> TextTable:
         note="Canonical labels; an out-of-domain answer counts as its own label.",
     )
     for pair, v in (summary.get("agreement") or {}).items():
-        a, b = pair_names(pair)
+        a, b = pair_names(pair, v)
         table.add(
             [
                 provider_cell(summary, a),

@@ -93,7 +93,7 @@ def _agreement(summary: Mapping[str, Any]) -> Any:
     for column in ("provider A", "provider B", "images", "agreement", "Cohen's kappa"):
         table.add_column(Text(column), justify="right" if column[0] in "iaC" else "left")
     for pair, values in summary["agreement"].items():
-        a, b = pair_names(pair)
+        a, b = pair_names(pair, values)
         cells = [_with_flag(summary, a), _with_flag(summary, b)]
         table.add_row(
             *cells,

@@ -397,3 +397,21 @@ def test_report_on_shared_lesion_photos(shared_data: Path, tmp_path: Path, no_pl
     for uri in thumbs:
         with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as img:
             assert max(img.size) <= 96 and not img.getexif()
+
+
+def test_collect_details_finds_disagreements_and_latencies(tmp_path: Path) -> None:
+    from cloudderm.report.details import collect_details
+
+    jsonl = write_jsonl(tmp_path / "predictions.jsonl", sample_records())
+    details = collect_details(jsonl, ["A", "B", "C"])
+    # answered by two or more: every image (A and B answer all six). Outcomes per image:
+    # i1 mel/OOD/mel, i2 nv/OOD, i3 nv/nv (agree; C's error is no answer), i4 nv/OOD, i5 mel/OOD, i6 nv/OOD/nv
+    assert details.n_compared == 6 and details.n_disagreements == 5
+    # labelled first (i1, i2, i4, i5), then the unlabelled i6
+    assert [r.key for r in details.disagreements] == ["i1.jpg", "i2.jpg", "i4.jpg", "i5.jpg", "i6.jpg"]
+    i2 = details.disagreements[1]
+    assert i2.truth == "mel" and i2.answers["A"].canonical == "nv" and i2.answers["C"].status == "error"
+    assert i2.answers["B"].label == "coffee bean" and i2.answers["B"].outcome == "out-of-domain"
+    assert details.latencies["A"].tolist() == [100.0, 200.0, 300.0, 400.0, 500.0, 600.0]
+    assert details.latencies["C"].tolist() == [100.0, 100.0]
+    assert len(collect_details(jsonl, ["A", "B", "C"], limit=2).disagreements) == 2

@@ -157,9 +157,9 @@ def test_agreement_and_kappa_between_providers(summary: dict) -> None:
     assert ag["A|B"]["agreement"] == pytest.approx(1 / 6)
     assert ag["A|B"]["kappa"] == pytest.approx(1 / 16)
     # A vs C over the two images both answered (i1 mel, i6 nv): full agreement, kappa 1
-    assert ag["A|C"] == {"n": 2, "agreement": 1.0, "kappa": pytest.approx(1.0)}
+    assert ag["A|C"] == {"providers": ["A", "C"], "n": 2, "agreement": 1.0, "kappa": pytest.approx(1.0)}
     # B vs C: OOD vs mel, OOD vs nv -> 0; p_e = 0 -> kappa 0
-    assert ag["B|C"] == {"n": 2, "agreement": 0.0, "kappa": pytest.approx(0.0)}
+    assert ag["B|C"] == {"providers": ["B", "C"], "n": 2, "agreement": 0.0, "kappa": pytest.approx(0.0)}
 
 
 def test_metrics_are_null_without_labels(tmp_path: Path) -> None:
@@ -201,7 +201,7 @@ def test_provider_without_lines_still_appears(tmp_path: Path) -> None:
     )
     z = s["providers"]["Z"]
     assert (z["n"], z["ok"], z["accuracy"], z["out_of_domain_rate"]) == (0, 0, None, None)
-    assert s["agreement"]["A|Z"] == {"n": 0, "agreement": None, "kappa": None}
+    assert s["agreement"]["A|Z"] == {"providers": ["A", "Z"], "n": 0, "agreement": None, "kappa": None}
 
 
 def test_governance_flags() -> None:
