@@ -165,7 +165,7 @@ def render_html(summary: Mapping[str, Any], details: Details, *, images_root: Pa
     if summary.get("agreement"):
         body.append(_table(t.agreement_table(summary)))
     for table in t.subgroup_tables(summary):
-        column = table.title.partition(": ")[2]
+        column = table.key or ""
         body.append(_table(table))
         if plots.available():
             body.append(_figure(plots.subgroup_gaps(summary, column), f"subgroup gaps by {column}"))

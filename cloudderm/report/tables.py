@@ -59,6 +59,7 @@ class TextTable:
     rows: list[list[str]] = field(default_factory=list)
     flagged: list[bool] = field(default_factory=list)
     note: str | None = None
+    key: str | None = None  # what the table is about (e.g. the subgroup column), for renderers
 
     def add(self, cells: list[str], flagged: bool = False) -> None:
         self.rows.append(cells)
@@ -158,6 +159,7 @@ def subgroup_tables(summary: Mapping[str, Any]) -> list[TextTable]:
                 "warning",
             ],
             note="Intervals: percentile bootstrap over the subgroup's scored images (seeded).",
+            key=col,
         )
         for name in provider_names(summary):
             groups = dig(summary["providers"][name], f"subgroups.{col}") or {}
