@@ -1,1 +1,1 @@
-"""One module per provider; each imports its cloud SDK lazily, only when the adapter is first used."""
+"""Provider adapters: one module per provider, each importing its SDK lazily on first use."""

@@ -1,0 +1,101 @@
+"""The azure-core pipeline the ``azureml`` adapter scores through; imported only when the first call is made.
+
+Why azure-core and not bare ``requests``: its pipeline gives the Azure-standard retry policy (Retry-After
+honoured, exponential backoff), Entra bearer-token handling with caching and refresh, and request ids,
+while its ``RequestsTransport`` keeps every byte on ``requests`` so tests (``responses``) and cassettes
+see the traffic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from azure.core.credentials import AzureKeyCredential
+from azure.core.pipeline import Pipeline, PipelineResponse
+from azure.core.pipeline.policies import (
+    AzureKeyCredentialPolicy,
+    BearerTokenCredentialPolicy,
+    HeadersPolicy,
+    RequestIdPolicy,
+    RetryPolicy,
+    UserAgentPolicy,
+)
+from azure.core.pipeline.transport import HttpTransport, RequestsTransport
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from cloudderm.adapters._azureml_wire import is_transient
+
+__all__ = ["ENTRA_SCOPE", "RETRY_METHODS", "ScoringRetryPolicy", "build_pipeline"]
+
+ENTRA_SCOPE = "https://ml.azure.com/.default"
+RETRY_METHODS = frozenset({"POST"})
+BACKOFF_FACTOR_S = 0.5
+BACKOFF_MAX_S = 30
+
+
+class ScoringRetryPolicy(RetryPolicy):
+    """azure-core's ``RetryPolicy`` narrowed to what is worth repeating for a scoring call.
+
+    azure-core retries any status >= 400 that carries ``Retry-After`` (a 401 or a model's 424 included) and,
+    for POST, only 500/503/504 otherwise. Scoring is an idempotent read, so here every transient status
+    (408, 429, 500, 502, 503, 504, and a 424 whose model status is one of those) is retried, with or without
+    ``Retry-After``, and nothing else is. The sleep is still azure-core's: ``Retry-After`` (or
+    ``retry-after-ms``) when the server sent it, exponential backoff otherwise.
+    """
+
+    def is_retry(self, settings: dict[str, Any], response: PipelineResponse) -> bool:
+        http = response.http_response
+        return bool(settings["total"]) and is_transient(http.status_code, http.headers)
+
+
+def _pooled_transport(pool_size: int) -> RequestsTransport:
+    """A RequestsTransport whose connection pool fits the runner's concurrency, urllib3 retries off."""
+    session = requests.Session()
+    adapter = HTTPAdapter(
+        pool_connections=1,
+        pool_maxsize=max(10, pool_size),
+        max_retries=Retry(total=False, redirect=False, raise_on_status=False),
+    )
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return RequestsTransport(session=session, session_owner=True)
+
+
+def build_pipeline(
+    *,
+    api_key: str | None,
+    credential: Any,
+    max_retries: int,
+    pool_size: int,
+    transport: HttpTransport | None = None,
+    headers: Mapping[str, str] | None = None,
+    user_agent: str = "cloudderm",
+) -> tuple[Pipeline, HttpTransport]:
+    """The scoring pipeline: request id, headers, user agent, retry, then auth (so each retry re-signs).
+
+    Key auth sends ``Authorization: Bearer <key>``; Entra auth asks ``credential`` for a token with scope
+    ``https://ml.azure.com/.default`` (audience https://ml.azure.com) and refuses non-HTTPS URLs.
+    """
+    transport = transport or _pooled_transport(pool_size)
+    if api_key is not None:
+        auth: Any = AzureKeyCredentialPolicy(AzureKeyCredential(api_key), "Authorization", prefix="Bearer")
+    else:
+        auth = BearerTokenCredentialPolicy(credential, ENTRA_SCOPE)
+    policies = [
+        RequestIdPolicy(),
+        HeadersPolicy(dict(headers or {})),
+        UserAgentPolicy(sdk_moniker=user_agent),
+        ScoringRetryPolicy(
+            retry_total=max_retries,
+            retry_connect=max_retries,
+            retry_read=max_retries,
+            retry_status=max_retries,
+            retry_backoff_factor=BACKOFF_FACTOR_S,
+            retry_backoff_max=BACKOFF_MAX_S,
+        ),
+        auth,
+    ]
+    return Pipeline(transport=transport, policies=policies), transport

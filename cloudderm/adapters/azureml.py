@@ -1,0 +1,384 @@
+"""Azure Machine Learning managed online endpoints (AutoML for images, or a transformers MLflow model).
+
+The adapter POSTs the prepared image bytes, base64-encoded, to the endpoint's scoring URI through an
+azure-core pipeline (``_azureml_http``) and decodes the answer with the pure functions of
+``_azureml_wire``. Nothing touches the network or needs credentials until the first call: the scoring URI
+(and key) may then be discovered once by endpoint name through azure-ai-ml.
+
+Retries: the pipeline's retry policy is the only retry layer for this adapter. It retries transient
+statuses up to ``max_retries`` times, honouring ``Retry-After``; every error that escapes is final
+(``retryable=False``), so the compare runner and ``classify()`` never multiply the attempts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections.abc import Sequence
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr
+
+from cloudderm.adapters._azureml_wire import (
+    DEPLOYMENT_HEADER,
+    MAX_REQUEST_BYTES,
+    decode_response,
+    encode_request,
+    encoded_size,
+    endpoint_from_uri,
+    error_for_status,
+    region_from_uri,
+    request_id_from,
+    scrub,
+    split_requests,
+)
+from cloudderm.classifier import AdapterSettings, Classifier, ImageLimits, RawResult
+from cloudderm.errors import (
+    ConfigError,
+    MissingDependencyError,
+    ProviderError,
+    ProviderTimeout,
+    ResponseFormatError,
+)
+from cloudderm.governance.card import ModelFacts, ServiceFacts
+from cloudderm.images import PreparedImage
+from cloudderm.registry import install_hint
+
+__all__ = ["AzureMLClassifier", "AzureMLSettings"]
+
+DEFAULT_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 10.0
+DISCOVERY_FIELDS = ("subscription_id", "resource_group", "workspace", "endpoint_name")
+
+
+class AzureMLSettings(AdapterSettings):
+    """Settings of one Azure ML online endpoint (see docs/azureml.md for every field)."""
+
+    adapter: str = "azureml"
+    scoring_uri: str | None = None
+    auth: Literal["key", "entra"] = "key"
+    api_key: SecretStr | None = None
+    deployment: str | None = None
+    region: str | None = None
+    response_format: Literal["automl", "transformers"] = "automl"
+    task: Literal["multiclass", "multilabel"] = "multiclass"
+    batch_size: int = Field(default=4, ge=1)
+    instance_type: str | None = None
+    instance_count: int = Field(default=1, ge=1)
+    subscription_id: str | None = None
+    resource_group: str | None = None
+    workspace: str | None = None
+    endpoint_name: str | None = None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class AzureMLClassifier(Classifier):
+    """Classify through an Azure ML managed online endpoint, several images per request.
+
+    Args:
+        name: the provider's name in the config.
+        settings: its ``AzureMLSettings``.
+        credential: an azure-identity style credential (``get_token``) for Entra auth and discovery;
+            ``DefaultAzureCredential()`` is created on first use when omitted.
+        ml_client: an ``azure.ai.ml.MLClient`` (or anything with ``online_endpoints.get``/``get_keys``)
+            for discovery; built from the settings on first use when omitted.
+        transport: an azure-core ``HttpTransport`` (tests, proxies); a pooled ``RequestsTransport`` when
+            omitted.
+    """
+
+    adapter = "azureml"
+    Settings = AzureMLSettings
+
+    def __init__(
+        self,
+        name: str,
+        settings: AzureMLSettings,
+        *,
+        credential: Any = None,
+        ml_client: Any = None,
+        transport: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name, settings, **kwargs)
+        self.azure: AzureMLSettings = settings
+        self._validate()
+        self.max_batch_size = settings.batch_size
+        self._credential = credential
+        self._owns_credential = False
+        self._ml_client = ml_client
+        self._transport = transport
+        self._lock = threading.Lock()
+        self._pipeline: Any = None
+        self._pipeline_transport: Any = None
+        self._scoring_uri = settings.scoring_uri
+        self._secrets: list[str] = [settings.api_key.get_secret_value()] if settings.api_key else []
+
+    # ---- settings ---------------------------------------------------------------------------------
+    def _fail(self, message: str, field: str) -> ConfigError:
+        return ConfigError(message, provider=self.name, field=field)
+
+    def _validate(self) -> None:
+        s = self.azure
+        discovery = [f for f in DISCOVERY_FIELDS if getattr(s, f)]
+        if s.scoring_uri is None and len(discovery) < len(DISCOVERY_FIELDS):
+            raise self._fail(
+                "set scoring_uri, or all of subscription_id, resource_group, workspace and endpoint_name "
+                'to discover it (pip install "cloudderm[azure-ml]")',
+                "scoring_uri",
+            )
+        if s.scoring_uri is not None:
+            parsed = urlparse(s.scoring_uri)
+            host = parsed.hostname or ""
+            secure = parsed.scheme == "https" or (parsed.scheme == "http" and _is_loopback(host))
+            if not host or not secure:
+                raise self._fail(
+                    "must be an https:// URL (plain http only for a loopback emulator), e.g. "
+                    "https://<endpoint>.<region>.inference.ml.azure.com/score",
+                    "scoring_uri",
+                )
+            if s.auth == "entra" and parsed.scheme != "https":
+                raise self._fail("Entra tokens are only sent over https", "scoring_uri")
+        if s.auth == "key" and s.api_key is None and len(discovery) < len(DISCOVERY_FIELDS):
+            raise self._fail(
+                "auth is 'key' but no api_key is set (use api_key: ${AZUREML_API_KEY}, or discovery fields "
+                "so the key is fetched, or auth: entra)",
+                "api_key",
+            )
+        if s.auth == "entra" and s.api_key is not None:
+            raise self._fail("api_key is set but auth is 'entra'; remove one of them", "api_key")
+
+    # ---- identity ---------------------------------------------------------------------------------
+    @property
+    def model_id(self) -> str:
+        s = self.azure
+        uri = self._scoring_uri or ""
+        endpoint = s.endpoint_name or endpoint_from_uri(uri) or urlparse(uri).netloc or "azureml-endpoint"
+        return f"{endpoint}/{s.deployment}" if s.deployment else endpoint
+
+    @property
+    def region(self) -> str | None:
+        """The configured region, else the one in the scoring URI host (``<ep>.<region>.inference...``)."""
+        return self.azure.region or (region_from_uri(self._scoring_uri) if self._scoring_uri else None)
+
+    def service_facts(self) -> ServiceFacts:
+        return ServiceFacts(
+            service="Azure Machine Learning managed online endpoint",
+            vendor="azure",
+            region=self.region,
+            data_leaves_machine=True,
+        )
+
+    def model_facts(self) -> ModelFacts | None:
+        card = self.azure.model_card
+        if not card:
+            return None
+        return ModelFacts.model_validate({"model_id": self.model_id, "source": "config model_card", **card})
+
+    def image_limits(self) -> ImageLimits:
+        """One image must fit a request on its own: the 1.5 MB body limit less base64 growth and JSON."""
+        envelope = len(encode_request([], self.azure.response_format))
+        budget = MAX_REQUEST_BYTES - envelope
+        return ImageLimits(max_bytes=(budget - encoded_size(0)) * 3 // 4)
+
+    # ---- clients (lazy, once, thread-safe) --------------------------------------------------------
+    def _get_credential(self) -> Any:
+        if self._credential is None:
+            try:
+                from azure.identity import DefaultAzureCredential
+            except ImportError as e:
+                raise MissingDependencyError(
+                    install_hint("azure", "azure-identity to use the Azure ML adapter with Entra ID")
+                ) from e
+            self._credential = DefaultAzureCredential()
+            self._owns_credential = True
+        return self._credential
+
+    def _discover(self) -> tuple[str, str | None]:
+        """Scoring URI (and primary key when auth is key and none is set) from the workspace, once."""
+        s = self.azure
+        if self._ml_client is None:
+            try:
+                from azure.ai.ml import MLClient
+            except ImportError as e:
+                raise MissingDependencyError(
+                    install_hint("azure-ml", "azure-ai-ml to discover Azure ML endpoints by name")
+                ) from e
+            self._ml_client = MLClient(
+                credential=self._get_credential(),
+                subscription_id=s.subscription_id,
+                resource_group_name=s.resource_group,
+                workspace_name=s.workspace,
+            )
+        try:
+            endpoint = self._ml_client.online_endpoints.get(name=s.endpoint_name)
+            uri = self._scoring_uri or getattr(endpoint, "scoring_uri", None)
+            key = None
+            if s.auth == "key" and s.api_key is None:
+                key = getattr(
+                    self._ml_client.online_endpoints.get_keys(name=s.endpoint_name), "primary_key", None
+                )
+        except Exception as e:
+            raise ProviderError(
+                f"discovering endpoint {s.endpoint_name!r} in workspace {s.workspace!r} failed: "
+                f"{type(e).__name__}: {scrub(str(e), self._secrets)[:200]}",
+                provider=self.name,
+                endpoint=s.endpoint_name,
+                retryable=False,
+            ) from e
+        if not uri:
+            raise self._fail(
+                f"endpoint {s.endpoint_name!r} has no scoring URI yet (is it provisioned?)", "endpoint_name"
+            )
+        if s.auth == "key" and s.api_key is None and not key:
+            raise self._fail(
+                f"endpoint {s.endpoint_name!r} returned no primary key (is its auth_mode aad_token?); "
+                "set auth: entra",
+                "auth",
+            )
+        return uri, key
+
+    def _client(self) -> tuple[Any, str]:
+        if self._pipeline is not None:
+            return self._pipeline, self._scoring_uri  # type: ignore[return-value]
+        with self._lock:
+            if self._pipeline is None:
+                s = self.azure
+                key = s.api_key.get_secret_value() if s.api_key else None
+                if self._scoring_uri is None or (s.auth == "key" and key is None):
+                    self._scoring_uri, key = self._discover()
+                    if key:
+                        self._secrets.append(key)
+                try:
+                    from cloudderm.adapters._azureml_http import build_pipeline
+                except ImportError as e:
+                    raise MissingDependencyError(
+                        install_hint("azure", "azure-core to use the Azure ML adapter")
+                    ) from e
+                headers = {"Content-Type": "application/json", "Accept": "application/json"}
+                if s.deployment:
+                    headers[DEPLOYMENT_HEADER] = s.deployment
+                self._pipeline, self._pipeline_transport = build_pipeline(
+                    api_key=key if s.auth == "key" else None,
+                    credential=self._get_credential() if s.auth == "entra" else None,
+                    max_retries=s.max_retries or 0,
+                    pool_size=s.concurrency or 10,
+                    transport=self._transport,
+                    headers=headers,
+                    user_agent="cloudderm-azureml",
+                )
+        return self._pipeline, self._scoring_uri  # type: ignore[return-value]
+
+    # ---- the call ---------------------------------------------------------------------------------
+    def _infer(self, images: Sequence[PreparedImage]) -> list[RawResult]:
+        pipeline, uri = self._client()
+        groups = split_requests(
+            [image.size_bytes for image in images],
+            batch_size=self.azure.batch_size,
+            response_format=self.azure.response_format,
+        )
+        results: list[RawResult] = []
+        for group in groups:
+            results.extend(self._score(pipeline, uri, [images[i] for i in group]))
+        return results
+
+    def _score(self, pipeline: Any, uri: str, images: Sequence[PreparedImage]) -> list[RawResult]:
+        from azure.core.exceptions import AzureError
+        from azure.core.rest import HttpRequest
+
+        from cloudderm.adapters._azureml_http import RETRY_METHODS
+
+        s = self.azure
+        request = HttpRequest(
+            "POST", uri, content=encode_request([i.data for i in images], s.response_format)
+        )
+        timeout = s.timeout_s or DEFAULT_TIMEOUT_S
+        try:
+            response = pipeline.run(
+                request,
+                connection_timeout=min(CONNECT_TIMEOUT_S, timeout),
+                read_timeout=timeout,
+                retry_on_methods=RETRY_METHODS,
+            )
+            http = response.http_response
+            http.read()
+        except AzureError as e:
+            raise self._transport_error(e, uri, timeout) from e
+        attempts = len(response.context.get("history", [])) + 1
+        headers = {str(k).lower(): str(v) for k, v in http.headers.items()}
+        if http.status_code != 200:
+            raise error_for_status(
+                http.status_code,
+                headers,
+                http.content,
+                auth=s.auth,
+                provider=self.name,
+                endpoint=uri,
+                attempts=attempts,
+                secrets=self._secrets,
+            )
+        request_id = request_id_from(headers) or request.headers.get("x-ms-client-request-id")
+        try:
+            decoded = decode_response(http.content, len(images), s.response_format)
+        except ResponseFormatError as e:
+            raise ResponseFormatError(
+                e.detail, provider=self.name, endpoint=uri, request_id=request_id
+            ) from e
+        details = {"deployment": headers.get(DEPLOYMENT_HEADER) or s.deployment, "http_attempts": attempts}
+        return [
+            RawResult(
+                labels=labels,
+                model=self.model_id,
+                request_id=request_id,
+                details=dict(details),
+                scores_independent=s.task == "multilabel",
+            )
+            for labels in decoded
+        ]
+
+    def _transport_error(self, error: Exception, uri: str, timeout: float) -> ProviderError:
+        """One mapping for azure-core/azure-identity exceptions; messages are scrubbed of secrets."""
+        from azure.core.exceptions import (
+            ClientAuthenticationError,
+            ServiceRequestError,
+            ServiceRequestTimeoutError,
+            ServiceResponseError,
+            ServiceResponseTimeoutError,
+        )
+
+        where = {"provider": self.name, "endpoint": uri, "retryable": False}
+        said = scrub(str(error), self._secrets)[:200]
+        if isinstance(error, (ServiceRequestTimeoutError, ServiceResponseTimeoutError)):
+            return ProviderTimeout(
+                f"no answer within {timeout:g} s (timeout_s); the endpoint may be cold", **where
+            )
+        if isinstance(error, ClientAuthenticationError):
+            return ProviderError(
+                "could not get an Entra token for https://ml.azure.com: DefaultAzureCredential found no "
+                f"usable identity (az login, managed identity or AZURE_* variables): {said}",
+                **where,
+            )
+        if isinstance(error, ServiceRequestError):
+            return ProviderError(f"could not send the request (connection/DNS/TLS): {said}", **where)
+        if isinstance(error, ServiceResponseError):
+            return ProviderError(f"the connection broke before an answer arrived: {said}", **where)
+        return ProviderError(f"{type(error).__name__}: {said}", **where)
+
+    def close(self) -> None:
+        """Close the transport and credential this adapter made (injected ones are the caller's); a later
+        call builds them again."""
+        with self._lock:
+            if self._pipeline_transport is not None and self._transport is None:
+                self._pipeline_transport.close()
+            self._pipeline = self._pipeline_transport = None
+            if self._owns_credential and hasattr(self._credential, "close"):
+                self._credential.close()
+                self._credential, self._owns_credential = None, False
