@@ -146,11 +146,25 @@ class _Tape(Cassette):
             persister=_Persister,
             record_mode=RecordMode.NONE if replay else RecordMode.ALL,
             match_on=(_same_request,),
-            before_record_request=_sanitize_request,
+            before_record_request=self._filter,
             before_record_response=_sanitize_response,
         )
         self.misses: list[CassetteMiss] = []
         self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def _filter(self, request: Request) -> _Recorded | None:
+        if getattr(self._local, "unrecorded", False) and not isinstance(request, _Recorded):
+            return None
+        return _sanitize_request(request)
+
+    @contextlib.contextmanager
+    def unrecorded(self) -> Iterator[None]:
+        self._local.unrecorded = True
+        try:
+            yield
+        finally:
+            self._local.unrecorded = False
 
     def __contains__(self, request: Request) -> bool:
         return any(True for _ in self._responses(request))
@@ -320,6 +334,16 @@ class Recording:
     @property
     def misses(self) -> list[CassetteMiss]:
         return self.tape.misses
+
+    @contextlib.contextmanager
+    def unrecorded(self) -> Iterator[None]:
+        """While recording, send this thread's requests without storing them (test-server setup calls)."""
+        if not self.recording:
+            raise CassetteError(
+                f"cassette {self.path} is replaying: unrecorded() only applies while recording"
+            )
+        with self.tape.unrecorded():
+            yield
 
     def discard(self) -> None:
         """Do not write this recording (the pytest plugin calls it when the test failed)."""

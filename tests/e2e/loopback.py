@@ -7,11 +7,12 @@ its replay can be compared exactly. Servers bind 127.0.0.1 on an ephemeral port;
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 HAM_LABELS = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 Reply = tuple[int, dict[str, str], bytes]
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+REGION = "eu-west-2"
 
 
 @dataclass
@@ -144,3 +146,46 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """moto in server mode on 127.0.0.1 (any free port) whose SageMaker runtime accepts binary bodies.
+
+    moto 5 decodes every request body as UTF-8 unless the service opts into raw bodies; sagemaker-runtime
+    does not, so a JPEG body gets a 500. The patch takes the body raw and gives moto latin-1 text to key its
+    per-body result cache on; queueing results (``queue_sagemaker_results``) is unchanged.
+    """
+    from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+    from moto.server import ThreadedMotoServer
+
+    original = SageMakerRuntimeResponse.setup_class
+
+    def setup_class(self: Any, request: Any, full_url: str, headers: Any, use_raw_body: Any = None) -> None:
+        original(self, request, full_url, headers, use_raw_body=True)
+        if isinstance(self.body, bytes):
+            self.body = self.body.decode("latin-1")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SageMakerRuntimeResponse, "setup_class", setup_class)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        try:
+            yield f"http://{host}:{port}"
+        finally:
+            server.stop()
+
+
+def queue_sagemaker_results(url: str, bodies: list[Any], variant: str = "AllTraffic") -> None:
+    """Queue InvokeEndpoint answers on a moto server; each new request body takes the next one."""
+    import requests
+
+    results = [
+        {"Body": json.dumps(b), "ContentType": "application/json", "InvokedProductionVariant": variant}
+        for b in bodies
+    ]
+    reply = requests.post(
+        f"{url}/moto-api/static/sagemaker/endpoint-results", json={"region": REGION, "results": results}
+    )
+    reply.raise_for_status()

@@ -21,7 +21,17 @@ from cloudderm.testing import cassette
 from cloudderm.testing.errors import CassetteMiss
 from cloudderm.testing.scan import find_leaks
 from tests.conftest import make_jpeg
-from tests.e2e.loopback import Loopback, Seen, azureml_automl, json_reply, loopback_only, vertex_automl
+from tests.e2e.loopback import (
+    REGION,
+    Loopback,
+    Seen,
+    azureml_automl,
+    json_reply,
+    loopback_only,
+    moto_server,
+    queue_sagemaker_results,
+    vertex_automl,
+)
 
 boto3 = pytest.importorskip("boto3")
 pytest.importorskip("moto")
@@ -37,7 +47,6 @@ BEARER_JWT = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJjYW5hcnktdXNlciJ9.
 SAS_SIG = "sv0CanarySASsignature0123456789abcdef%3D"
 CLIENT_SECRET = "canary-client-secret-0123456789"
 COOKIE = "session=canary-cookie-0123456789"
-REGION = "eu-west-2"
 
 
 def gps_jpeg() -> bytes:
@@ -73,44 +82,6 @@ def aws_canaries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
         monkeypatch.delenv(name, raising=False)
-
-
-@contextlib.contextmanager
-def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """moto in server mode on 127.0.0.1; its SageMaker runtime accepts binary bodies (see below)."""
-    from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
-    from moto.server import ThreadedMotoServer
-
-    # moto 5 decodes every body as UTF-8 unless the service opts into raw bodies; sagemaker-runtime does
-    # not, so a JPEG body is a 500. Take the body raw and keep it hashable as latin-1 text.
-    original = SageMakerRuntimeResponse.setup_class
-
-    def setup_class(self, request, full_url, headers, use_raw_body=None):  # type: ignore[no-untyped-def]
-        original(self, request, full_url, headers, use_raw_body=True)
-        if isinstance(self.body, bytes):
-            self.body = self.body.decode("latin-1")
-
-    monkeypatch.setattr(SageMakerRuntimeResponse, "setup_class", setup_class)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-def queue_sagemaker_results(url: str, bodies: list[dict]) -> None:
-    import requests
-
-    results = [
-        {"Body": json.dumps(b), "ContentType": "application/json", "InvokedProductionVariant": "AllTraffic"}
-        for b in bodies
-    ]
-    reply = requests.post(
-        f"{url}/moto-api/static/sagemaker/endpoint-results", json={"region": REGION, "results": results}
-    )
-    reply.raise_for_status()
 
 
 def runtime_client(url: str):  # type: ignore[no-untyped-def]
@@ -152,7 +123,7 @@ def no_connect(monkeypatch: pytest.MonkeyPatch) -> Iterator[list]:
 def test_boto3_invoke_endpoint_records_then_replays_offline(tmp_path, monkeypatch, aws_canaries) -> None:
     path = tmp_path / "sagemaker.yaml"
     image = gps_jpeg()
-    with moto_server(monkeypatch) as url:
+    with moto_server() as url:
         queue_sagemaker_results(url, [JUMPSTART])
         client = runtime_client(url)
         with cassette(path, mode="record") as recording:
@@ -175,7 +146,7 @@ def test_boto3_invoke_endpoint_records_then_replays_offline(tmp_path, monkeypatc
 def test_boto3_different_image_is_a_miss_and_never_connects(tmp_path, monkeypatch, aws_canaries) -> None:
     path = tmp_path / "sagemaker.yaml"
     image, other = gps_jpeg(), make_jpeg((10, 200, 10))
-    with moto_server(monkeypatch) as url:
+    with moto_server() as url:
         queue_sagemaker_results(url, [JUMPSTART])
         with cassette(path, mode="record"):
             invoke(runtime_client(url), image)
@@ -199,7 +170,7 @@ def test_boto3_different_image_is_a_miss_and_never_connects(tmp_path, monkeypatc
 
 def test_sts_calls_are_never_recorded(tmp_path, monkeypatch, aws_canaries) -> None:
     path = tmp_path / "sts.yaml"
-    with moto_server(monkeypatch) as url:
+    with moto_server() as url:
         queue_sagemaker_results(url, [JUMPSTART])
         sts = boto3.client("sts", region_name=REGION, endpoint_url=url)
         with cassette(path, mode="record") as recording:
@@ -253,7 +224,7 @@ def test_every_canary_kind_is_kept_out(tmp_path, monkeypatch, aws_canaries) -> N
         payload = {"result": "ok", "access_token": BEARER_JWT, "refresh_token": CLIENT_SECRET}
         return json_reply(payload, **{"Set-Cookie": COOKIE, "x-ms-request-id": "r-1"})
 
-    with moto_server(monkeypatch) as aws_url, Loopback(leaky) as azure:
+    with moto_server() as aws_url, Loopback(leaky) as azure:
         queue_sagemaker_results(aws_url, [JUMPSTART])
         with cassette(path, mode="record"):
             invoke(runtime_client(aws_url), image)
