@@ -1,6 +1,7 @@
 """pytest plugin (entry point ``pytest11: cloudderm``): per-test cassettes and the record switch.
 
-Mark a test and its HTTP traffic is replayed from ``tests/cassettes/<module>/<name>.yaml``::
+Mark a test and its HTTP traffic is replayed from ``tests/cassettes/<module>/<name>.yaml`` (the name
+defaults to the test's; a parametrized test adds ``-<parameter id>``)::
 
     @pytest.mark.cloudderm_cassette("automl_batch")
     def test_vertex(cloudderm_cassette):
@@ -16,12 +17,14 @@ unmarked test. A test that fails while recording leaves the old cassette untouch
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 RECORD_OPTIONS = {"none": "replay", "once": "auto", "all": "record"}
 MARKER = "cloudderm_cassette"
 DEFAULT_DIR = "tests/cassettes"
@@ -54,9 +57,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def cassette_path(config: pytest.Config, item: pytest.Item, name: str) -> Path:
-    """Where a marked test's cassette lives: ``<rootdir>/<cassette dir>/<test module>/<name>.yaml``."""
+    """Where a marked test's cassette lives: ``<rootdir>/<cassette dir>/<test module>/<name>.yaml``.
+
+    A parametrized test gets one cassette per parameter set (``<name>-<id>.yaml``), so recording one case
+    never overwrites another's.
+    """
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None:
+        name = f"{name}-{callspec.id}"
     root = Path(str(config.rootpath)) / str(config.getini("cloudderm_cassette_dir"))
-    return root / Path(str(item.path)).stem / f"{name}.yaml"
+    return root / Path(str(item.path)).stem / f"{_SAFE.sub('_', name)}.yaml"
 
 
 @pytest.hookimpl(wrapper=True)

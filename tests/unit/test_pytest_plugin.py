@@ -44,6 +44,12 @@ DEMO = textwrap.dedent(
         assert fetch(cloudderm_cassette, "/default") == {"path": "/default"}
 
 
+    @pytest.mark.parametrize("which", ["a", "b/c"])
+    @pytest.mark.cloudderm_cassette("per_case")
+    def test_parametrized(cloudderm_cassette, which):
+        assert fetch(cloudderm_cassette, "/" + which) == {"path": "/" + which}
+
+
     def test_unmarked(cloudderm_cassette):
         assert cloudderm_cassette is None
     """
@@ -95,11 +101,16 @@ def test_record_once_then_replay_offline(project: Path) -> None:
     assert recorded.returncode == 0, recorded.stdout + recorded.stderr
     assert "MODE once record" in recorded.stdout
     cassettes = project / "tests" / "cassettes" / "test_demo"
-    assert sorted(p.name for p in cassettes.iterdir()) == ["hello.yaml", "test_default_name.yaml"]
+    assert sorted(p.name for p in cassettes.iterdir()) == [
+        "hello.yaml",
+        "per_case-a.yaml",
+        "per_case-b_c.yaml",
+        "test_default_name.yaml",
+    ]
 
     replayed = run_pytest(project, "test_demo.py")
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
-    assert "MODE none replay" in replayed.stdout and "3 passed" in replayed.stdout
+    assert "MODE none replay" in replayed.stdout and "5 passed" in replayed.stdout
 
 
 def test_a_test_failing_while_recording_keeps_the_old_cassette(project: Path) -> None:
