@@ -3,8 +3,9 @@
 Why vcrpy: it patches ``http.client``, urllib3 (botocore's own connection classes included), requests and
 httpx at the connection level, so one recorder sees boto3 (SageMaker), azure-core's ``RequestsTransport``
 (Azure ML) and the aiplatform REST transport (Vertex AI, requests under google-auth's
-``AuthorizedSession``) alike. What is kept of each exchange is decided in :mod:`cloudderm.testing.redact`;
-this module decides how requests are matched and how a cassette is stored.
+``AuthorizedSession``) alike. What is kept of each exchange is decided in :mod:`cloudderm.testing.redact`,
+how it is written in :mod:`cloudderm.testing.cassette_format`; this module decides how requests are
+matched, when the network is blocked and when a recording is saved.
 
 A request matches a recorded one on method, host (no scheme, no port), path, query (any order, secret
 parameters left out) and the SHA-256 of its body. Never on headers: SigV4 and OAuth signatures change on
@@ -27,7 +28,6 @@ import contextlib
 import copy
 import os
 import socket
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,14 +36,21 @@ from typing import Any, Literal
 from unittest import mock
 
 import vcr.patch
-import yaml
 from vcr.cassette import Cassette
-from vcr.filters import decode_response
 from vcr.patch import CassettePatcherBuilder
-from vcr.persisters.filesystem import CassetteNotFoundError
 from vcr.record_mode import RecordMode
 from vcr.request import Request
 
+from cloudderm.testing.cassette_format import (
+    RERECORD_HINT,
+    Persister,
+    RecordedRequest,
+    dump_document,
+    sanitize_request,
+    sanitize_response,
+    to_document,
+    write_atomically,
+)
 from cloudderm.testing.errors import (
     CassetteError,
     CassetteLeak,
@@ -51,15 +58,7 @@ from cloudderm.testing.errors import (
     CassetteNotFound,
     NetworkBlocked,
 )
-from cloudderm.testing.redact import (
-    body_bytes,
-    describe_body,
-    is_token_exchange,
-    keep_headers,
-    redact_response_body,
-    redact_uri,
-    request_key,
-)
+from cloudderm.testing.redact import describe_body, request_key
 from cloudderm.testing.scan import find_leaks_in_text
 
 __all__ = [
@@ -74,64 +73,9 @@ __all__ = [
 
 Mode = Literal["replay", "record", "auto"]
 MODES = ("replay", "record", "auto")
-FORMAT = "cloudderm-cassette/1"
-HEADER = (
-    "# cloudderm cassette: recorded HTTP answers, replayed offline (docs/recording.md).\n"
-    "# Request bodies are kept only as SHA-256 + length (JSON: structure with blobs hashed); secrets are\n"
-    "# dropped. Re-record rather than edit by hand.\n"
-)
-RERECORD_HINT = 'Re-record it with `pytest --cloudderm-record=all ...` (or cassette(path, mode="record"))'
 
 
-class _Recorded(Request):
-    """A request as a cassette keeps it: redacted URI and headers, a description instead of the body."""
-
-    body_info: dict[str, Any]
-
-    @classmethod
-    def build(cls, method: str, uri: str, headers: dict[str, list[str]], info: dict[str, Any]) -> _Recorded:
-        recorded = cls(method=method, uri=uri, body=None, headers=headers)
-        recorded.body_info = info
-        return recorded
-
-    @property
-    def key(self) -> tuple[Any, ...]:
-        return (*request_key(self.method, self.uri), self.body_info["sha256"])
-
-    def describe(self) -> str:
-        method, host, path, query = request_key(self.method, self.uri)
-        shown = path + ("?" + "&".join(f"{k}={v}" for k, v in query) if query else "")
-        info = self.body_info
-        return f"{method} {host}{shown} body sha256:{info['sha256']} ({info['length']} bytes)"
-
-
-def _sanitize_request(request: Request) -> _Recorded | None:
-    """The stored form of a live request, or None for a token exchange (never recorded)."""
-    if isinstance(request, _Recorded):
-        return request
-    raw = request.body_bytes if hasattr(type(request), "body_bytes") else request.body
-    data = body_bytes(raw.read() if hasattr(raw, "read") else raw)
-    if is_token_exchange(request.method, request.uri, data):
-        return None
-    return _Recorded.build(
-        request.method, redact_uri(request.uri), keep_headers(request.headers), describe_body(data)
-    )
-
-
-def _sanitize_response(response: dict[str, Any]) -> dict[str, Any]:
-    """Decompressed, without secret headers, secret-named JSON fields redacted; the rest byte for byte."""
-    response = decode_response(response)
-    headers = keep_headers(response.get("headers") or {})
-    data = body_bytes(response["body"]["string"])
-    kept = redact_response_body(data)
-    if kept is not data:
-        for name in headers:
-            if name.lower() == "content-length":
-                headers[name] = [str(len(kept))]
-    return {"status": dict(response["status"]), "headers": headers, "body": {"string": kept}}
-
-
-def _same_request(r1: _Recorded, r2: _Recorded) -> None:
+def _same_request(r1: RecordedRequest, r2: RecordedRequest) -> None:
     """vcrpy matcher: raises AssertionError unless method, host, path, query and body hash all agree."""
     if r1.key != r2.key:
         raise AssertionError(f"{r1.describe()} != {r2.describe()}")
@@ -143,20 +87,20 @@ class _Tape(Cassette):
     def __init__(self, path: Path, *, replay: bool) -> None:
         super().__init__(
             path,
-            persister=_Persister,
+            persister=Persister,
             record_mode=RecordMode.NONE if replay else RecordMode.ALL,
             match_on=(_same_request,),
             before_record_request=self._filter,
-            before_record_response=_sanitize_response,
+            before_record_response=sanitize_response,
         )
         self.misses: list[CassetteMiss] = []
         self._lock = threading.Lock()
         self._local = threading.local()
 
-    def _filter(self, request: Request) -> _Recorded | None:
-        if getattr(self._local, "unrecorded", False) and not isinstance(request, _Recorded):
+    def _filter(self, request: Request) -> RecordedRequest | None:
+        if getattr(self._local, "unrecorded", False) and not isinstance(request, RecordedRequest):
             return None
-        return _sanitize_request(request)
+        return sanitize_request(request)
 
     @contextlib.contextmanager
     def unrecorded(self) -> Iterator[None]:
@@ -193,7 +137,7 @@ class _Tape(Cassette):
             self.play_counts[index] += 1
             return copy.deepcopy(self.data[index][1])
 
-    def _miss(self, live: Request, recorded: _Recorded | None) -> CassetteMiss:
+    def _miss(self, live: Request, recorded: RecordedRequest | None) -> CassetteMiss:
         path = str(self._path)
         if recorded is None:
             method, host, url_path, _ = request_key(live.method, live.uri)
@@ -225,87 +169,6 @@ class _Tape(Cassette):
             path=url_path,
             body_sha256=recorded.body_info["sha256"],
         )
-
-
-# ---- storage ----------------------------------------------------------------------------------------------
-def _dump_body(data: bytes) -> str | bytes:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data
-
-
-def to_document(interactions: list[tuple[_Recorded, dict[str, Any]]]) -> dict[str, Any]:
-    """The YAML document of a cassette (what is written to disk, and what the scanner reads back)."""
-    return {
-        "format": FORMAT,
-        "interactions": [
-            {
-                "request": {
-                    "method": request.method,
-                    "uri": request.uri,
-                    "headers": {k: [v] for k, v in request.headers.items()},
-                    "body": request.body_info,
-                },
-                "response": {
-                    "status": response["status"],
-                    "headers": response["headers"],
-                    "body": _dump_body(body_bytes(response["body"]["string"])),
-                },
-            }
-            for request, response in interactions
-        ],
-    }
-
-
-def dump_document(document: dict[str, Any]) -> str:
-    return HEADER + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=110)
-
-
-class _Persister:
-    """vcrpy persister for the cloudderm format (loading only: saving is the cassette context's job)."""
-
-    @staticmethod
-    def load_cassette(cassette_path: Any, serializer: Any = None) -> tuple[list[Any], list[Any]]:
-        path = Path(cassette_path)
-        if not path.is_file():
-            raise CassetteNotFoundError()
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(document, dict) or document.get("format") != FORMAT:
-            raise CassetteError(
-                f"{path} is not a {FORMAT} file (plain vcrpy cassettes keep request bodies). {RERECORD_HINT}."
-            )
-        requests, responses = [], []
-        for item in document.get("interactions") or []:
-            req, resp = item["request"], item["response"]
-            headers = {k: list(v) for k, v in (req.get("headers") or {}).items()}
-            requests.append(_Recorded.build(req["method"], req["uri"], headers, dict(req["body"])))
-            body = resp.get("body")
-            responses.append(
-                {
-                    "status": dict(resp["status"]),
-                    "headers": {k: list(v) for k, v in (resp.get("headers") or {}).items()},
-                    "body": {"string": body.encode("utf-8") if isinstance(body, str) else bytes(body or b"")},
-                }
-            )
-        return requests, responses
-
-    @staticmethod
-    def save_cassette(cassette_path: Any, cassette_dict: Any, serializer: Any = None) -> None:
-        raise CassetteError("cloudderm cassettes are written by cloudderm.testing.cassette(), not by vcrpy")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # ---- the context ------------------------------------------------------------------------------------------
@@ -453,7 +316,7 @@ def _save(file: Path, tape: _Tape, *, scan: bool) -> None:
         if findings:
             listed = "\n".join(f"  - {f}" for f in findings[:10])
             raise CassetteLeak(f"not writing cassette {file}: it would store\n{listed}", findings)
-    _write_atomically(file, text)
+    write_atomically(file, text)
 
 
 def body_sha256(data: bytes) -> str:

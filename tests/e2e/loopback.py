@@ -156,6 +156,7 @@ def moto_server() -> Iterator[str]:
     does not, so a JPEG body gets a 500. The patch takes the body raw and gives moto latin-1 text to key its
     per-body result cache on; queueing results (``queue_sagemaker_results``) is unchanged.
     """
+    from moto.moto_api._internal import moto_api_backend
     from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
     from moto.server import ThreadedMotoServer
 
@@ -166,6 +167,9 @@ def moto_server() -> Iterator[str]:
         if isinstance(self.body, bytes):
             self.body = self.body.decode("latin-1")
 
+    # moto's state lives in the process, not the server: results queued (or cached per body) by an earlier
+    # test would answer this one. Reset in-process, so no setup request can end up in a cassette.
+    moto_api_backend.reset()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(SageMakerRuntimeResponse, "setup_class", setup_class)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
