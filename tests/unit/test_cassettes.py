@@ -322,3 +322,31 @@ def test_a_foreign_cassette_file_is_refused(tmp_path) -> None:
     path.write_text("interactions: []\nversion: 1\n")
     with pytest.raises(CassetteError, match="cloudderm-cassette/1"), cassette(path):
         pass
+
+
+# ---- packaging --------------------------------------------------------------------------------------------
+def test_cassette_without_vcrpy_names_the_extra(monkeypatch) -> None:
+    import sys
+
+    import cloudderm.testing
+    from cloudderm.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "vcr", None)
+    with pytest.raises(MissingDependencyError, match=r"cloudderm\[test\]"):
+        cloudderm.testing.cassette  # noqa: B018
+
+
+def test_the_scanner_needs_neither_vcrpy_nor_an_http_library() -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    code = (
+        "import sys, cloudderm.testing.scan as s; "
+        "print(sorted(m for m in ('vcr', 'requests', 'urllib3', 'boto3') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
