@@ -102,13 +102,15 @@ def cache_entry(cache_dir: Path, model_name: str, model_dir: Path) -> Path:
     return cache_dir / f"{slug}-{digest.hexdigest()[:16]}"
 
 
-def open_session(path: Path, device: str) -> Any:
-    """An ONNX Runtime session for ``path`` on ``device`` ('cpu' or 'cuda')."""
+def open_session(path: Path, device: str, threads: int | None = None) -> Any:
+    """An ONNX Runtime session for ``path`` on ``device`` ('cpu' or 'cuda'); ``threads`` intra-op threads."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
     providers = ["CPUExecutionProvider"]
     if device == "cuda":
         providers.insert(0, "CUDAExecutionProvider")

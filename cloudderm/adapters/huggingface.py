@@ -9,6 +9,9 @@ preprocessing path (the model's own image processor, or a proven-equal fast path
 * ``onnx`` — exported once with ``torch.onnx.export``, verified against torch to 1e-4 on a probe batch,
   cached in ``onnx_cache_dir`` and run with ONNX Runtime (several times faster on CPU).
 
+Thread-safe: concurrent callers decode and preprocess in parallel, while forward passes run one at a
+time (each one already uses every core), so decoding overlaps inference instead of oversubscribing.
+
 Governance facts come from the model card (``README.md``) and ``config.json``, read from the model
 folder or the local hub cache, never by loading weights.
 """
@@ -20,7 +23,7 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -57,6 +60,7 @@ class HuggingFaceSettings(AdapterSettings):
     batch_size: int = Field(default=8, ge=1, le=1024)
     runtime: Literal["torch", "onnx"] = "torch"
     onnx_cache_dir: str | None = None
+    onnx_threads: int | None = Field(default=None, ge=1)
     local_files_only: bool | None = None
 
     @model_validator(mode="after")
@@ -81,6 +85,8 @@ class _Loaded:
     dtype: str
     onnx_path: Path | None = None
     exported_now: bool = False
+    pool: ThreadPoolExecutor | None = None  # decodes and resizes a batch's images in parallel
+    run_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class HuggingFaceClassifier(Classifier):
@@ -104,7 +110,6 @@ class HuggingFaceClassifier(Classifier):
         )
         self._lock = threading.Lock()
         self._loaded: _Loaded | None = None
-        self._pool: ThreadPoolExecutor | None = None
         self._facts: ModelFacts | None = None
 
     # ---- identity and governance -----------------------------------------------------------------
@@ -149,8 +154,9 @@ class HuggingFaceClassifier(Classifier):
     # ---- inference --------------------------------------------------------------------------------
     def _infer(self, images: Sequence[PreparedImage]) -> list[RawResult]:
         loaded = self._load()
-        pixels = loaded.preprocessor.batch([image.data for image in images], self._pool)
-        logits = np.asarray(loaded.run(pixels), dtype=np.float32)
+        pixels = loaded.preprocessor.batch([image.data for image in images], loaded.pool)
+        with loaded.run_lock:  # one forward pass at a time; other callers decode meanwhile
+            logits = np.asarray(loaded.run(pixels), dtype=np.float32)
         scores = _sigmoid(logits) if loaded.multi_label else _softmax(logits)
         return [
             RawResult(
@@ -165,10 +171,9 @@ class HuggingFaceClassifier(Classifier):
     def close(self) -> None:
         """Drop the model and the decode pool; a later call loads them again."""
         with self._lock:
-            self._loaded = None
-            if self._pool is not None:
-                self._pool.shutdown(wait=False)
-                self._pool = None
+            loaded, self._loaded = self._loaded, None
+        if loaded is not None and loaded.pool is not None:
+            loaded.pool.shutdown(wait=False)
 
     # ---- loading (once, thread-safe) --------------------------------------------------------------
     def _load(self) -> _Loaded:
@@ -177,10 +182,11 @@ class HuggingFaceClassifier(Classifier):
             return loaded
         with self._lock:
             if self._loaded is None:
-                self._loaded = self._build()
+                loaded = self._build()
                 workers = min(4, os.cpu_count() or 1)
-                self._pool = ThreadPoolExecutor(workers, thread_name_prefix=f"cloudderm-{self.name}")
+                loaded.pool = ThreadPoolExecutor(workers, thread_name_prefix=f"cloudderm-{self.name}")
                 self._facts = None  # loading may have fetched the card into the hub cache
+                self._loaded = loaded
             return self._loaded
 
     def _build(self) -> _Loaded:
@@ -257,7 +263,7 @@ class HuggingFaceClassifier(Classifier):
                     field="runtime",
                 ) from e
             path, exported_now = exported.path, exported.exported_now
-        session = onnx.open_session(path, device)
+        session = onnx.open_session(path, device, self.settings.onnx_threads)
 
         def run(pixels: np.ndarray) -> np.ndarray:
             return session.run([onnx.OUTPUT_NAME], {onnx.INPUT_NAME: pixels})[0]
@@ -336,22 +342,24 @@ class HuggingFaceClassifier(Classifier):
 
     def _load_error(self, error: BaseException) -> ConfigError:
         """The one place loading failures become user-facing errors: provider, model and the fix."""
-        if self.local_files_only:
-            fix = (
-                "hub access is off (HF_HUB_OFFLINE or local_files_only) and the model is not in the local "
-                "Hugging Face cache. Fix: download it once with hub access (huggingface-cli download "
-                f"{self.settings.model}), or point 'model' to a local save_pretrained folder"
+        model = self.settings.model
+        if Path(model).expanduser().is_dir():
+            problem = f"{_short(error)}. Fix: the folder must hold a transformers image-classification model "
+            problem += "saved with save_pretrained (config.json, weights, preprocessor_config.json)"
+        elif self.local_files_only and isinstance(error, OSError):
+            problem = (
+                "it is not in the local Hugging Face cache and hub access is off (HF_HUB_OFFLINE or "
+                "local_files_only). Fix: download it once with hub access "
+                f"(huggingface-cli download {model}), or point 'model' to a local save_pretrained folder"
             )
         else:
-            fix = (
-                "Fix: check the hub id and revision, the network and, for gated models, your token "
-                "(huggingface-cli login); without hub access set HF_HUB_OFFLINE=1 and use a cached model "
-                "or point 'model' to a local save_pretrained folder"
+            problem = (
+                f"{_short(error)}. Fix: check the hub id and revision, the network and, for gated models, "
+                "your token (huggingface-cli login); without hub access set HF_HUB_OFFLINE=1 and use a "
+                "cached model or point 'model' to a local save_pretrained folder"
             )
         return ConfigError(
-            f"cannot load Hugging Face model {self.model_id!r}: {_short(error)}. {fix}",
-            provider=self.name,
-            field="model",
+            f"cannot load Hugging Face model {self.model_id!r}: {problem}", provider=self.name, field="model"
         )
 
 
@@ -364,7 +372,7 @@ def _import(module: str, what: str, extra: str) -> Any:
 
 
 def _short(error: BaseException) -> str:
-    return " ".join(str(error).split())[:300] or type(error).__name__
+    return " ".join(str(error).split())[:200] or type(error).__name__
 
 
 def _labels(config: Any) -> list[str]:

@@ -157,6 +157,13 @@ def test_invalid_settings_are_config_errors(models, settings, field) -> None:
     assert field in str(info.value)
 
 
+def test_incomplete_model_folder_names_the_fix(tmp_path, models) -> None:
+    (tmp_path / "config.json").write_bytes((models["vit"] / "config.json").read_bytes())
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, name="half").classify(images(1)[0])
+    assert str(tmp_path) in str(info.value) and "preprocessor_config.json" in str(info.value)
+
+
 def test_offline_uncached_hub_model_names_the_fix() -> None:
     classifier = load("cloudderm-tests/not-in-any-cache", name="hub")
     assert classifier.local_files_only is True  # follows HF_HUB_OFFLINE
