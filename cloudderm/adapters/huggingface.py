@@ -182,7 +182,8 @@ class HuggingFaceClassifier(Classifier):
             return loaded
         with self._lock:
             if self._loaded is None:
-                loaded = self._build()
+                with _BUILD_LOCK:
+                    loaded = self._build()
                 workers = min(4, os.cpu_count() or 1)
                 loaded.pool = ThreadPoolExecutor(workers, thread_name_prefix=f"cloudderm-{self.name}")
                 self._facts = None  # loading may have fetched the card into the hub cache
@@ -361,6 +362,12 @@ class HuggingFaceClassifier(Classifier):
         return ConfigError(
             f"cannot load Hugging Face model {self.model_id!r}: {problem}", provider=self.name, field="model"
         )
+
+
+# transformers resolves its public names lazily on first import; two adapters importing and loading it at
+# the same moment from different threads can see a half-initialised module ("no attribute AutoConfig").
+# Loading is serialised across every instance: it is a one-off cost and CPU-bound anyway.
+_BUILD_LOCK = threading.Lock()
 
 
 def _import(module: str, what: str, extra: str) -> Any:

@@ -129,6 +129,35 @@ def test_module_import_stays_light() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_two_adapters_loading_at_once_in_a_fresh_process(models) -> None:
+    """The compare runner loads every provider's model from its own thread on first use; transformers'
+    lazy first import must not be raced (it once gave "module 'transformers' has no attribute ...")."""
+    code = (
+        "import sys, threading\n"
+        "from cloudderm.adapters.huggingface import HuggingFaceClassifier, HuggingFaceSettings\n"
+        "from tests.conftest import make_jpeg\n"
+        "clfs = [HuggingFaceClassifier(f'p{i}', HuggingFaceSettings(adapter='huggingface', model=m))"
+        " for i, m in enumerate(sys.argv[1:])]\n"
+        "barrier, errors = threading.Barrier(len(clfs)), []\n"
+        "def go(c):\n"
+        "    barrier.wait()\n"
+        "    try: c.classify(make_jpeg((90, 60, 40)))\n"
+        "    except Exception as e: errors.append(repr(e))\n"
+        "threads = [threading.Thread(target=go, args=(c,)) for c in clfs]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print(errors)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(models["mobilenet"]), str(models["vit"]), str(models["multilabel"])],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+        check=True,
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
+
+
 def test_constructor_validates_only_and_loads_lazily(tmp_path) -> None:
     missing = tmp_path / "no-such-model"
     classifier = load(missing, name="lazy")  # constructing needs no files
