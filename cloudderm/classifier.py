@@ -134,6 +134,13 @@ class Classifier(ABC):
         """The provider's request limits, used to prepare images that fit."""
         return ImageLimits()
 
+    def warm_up(self) -> None:
+        """One-off setup before timed calls (load the model, build the SDK client); sends no image.
+
+        The compare runner calls it for every provider before the first image, so a model load, an ONNX
+        export or an SDK import is not counted as the first image's latency. Safe to call more than once.
+        """
+
     def close(self) -> None:
         """Release clients, sessions and models."""
 

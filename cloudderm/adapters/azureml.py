@@ -246,6 +246,10 @@ class AzureMLClassifier(Classifier):
             )
         return uri, key
 
+    def warm_up(self) -> None:
+        """Build the azure-core pipeline (and resolve a discovered endpoint) now; no image is sent."""
+        self._client()
+
     def _client(self) -> tuple[Any, str]:
         if self._pipeline is not None:
             return self._pipeline, self._scoring_uri  # type: ignore[return-value]

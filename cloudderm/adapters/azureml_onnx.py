@@ -203,6 +203,10 @@ class AzureMLOnnxClassifier(Classifier):
         return ModelFacts.model_validate(facts)
 
     # ---- the session (lazy, once, thread-safe) ----------------------------------------------------
+    def warm_up(self) -> None:
+        """Open the ONNX Runtime session now rather than inside the first timed call."""
+        self._load()
+
     def _load(self) -> _Model:
         if self._model is not None:
             return self._model

@@ -176,6 +176,10 @@ class HuggingFaceClassifier(Classifier):
             loaded.pool.shutdown(wait=False)
 
     # ---- loading (once, thread-safe) --------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Load the model (and export/verify the ONNX graph) now rather than inside the first timed call."""
+        self._load()
+
     def _load(self) -> _Loaded:
         loaded = self._loaded
         if loaded is not None:

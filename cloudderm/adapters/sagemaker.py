@@ -230,6 +230,10 @@ class SageMakerClassifier(Classifier):
         return response, body
 
     # ---- the boto3 client ---------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Import boto3 and build the client now (no request is sent)."""
+        _ = self.client
+
     @property
     def client(self) -> Any:
         """The adapter's one ``sagemaker-runtime`` client, created on first use (thread-safe)."""

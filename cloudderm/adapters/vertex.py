@@ -243,6 +243,10 @@ class VertexClassifier(Classifier):
                 raise
             raise mapped from e
 
+    def warm_up(self) -> None:
+        """Import the SDK and build the REST client now (no request is sent)."""
+        self._get_client()
+
     def _get_client(self) -> Any:
         client = self._client
         if client is None:

@@ -129,6 +129,8 @@ def run_compare(
     out_dir = Path(out)
     classifiers = _build_all(cfg, names)
     try:
+        for clf in classifiers:  # model loads and SDK imports must not count as the first image's latency
+            clf.warm_up()
         plans = [
             ProviderPlan(
                 name=clf.name,

@@ -102,6 +102,13 @@ class ClassifierConformance:
             for text in texts:
                 assert secret not in text
 
+    def test_warm_up_is_idempotent_and_classify_still_works(
+        self, classifier: Classifier, sample_images
+    ) -> None:
+        classifier.warm_up()
+        classifier.warm_up()
+        assert classifier.classify(sample_images[0]).labels
+
     def test_context_manager_closes(self, classifier: Classifier) -> None:
         with classifier as entered:
             assert entered is classifier

@@ -15,10 +15,13 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from cloudderm.cli import main
+from cloudderm.config import parse_config
+from cloudderm.testing.fakes import FakeClassifier
 from tests import stub_reports
 from tests.conftest import REPO_ROOT, make_jpeg
 
@@ -299,3 +302,29 @@ def test_with_the_real_summary_and_reports(tmp_path: Path, shared_data: Path) ->
         assert (out / name).stat().st_size > 0, name
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["providers"]) == {"alpha", "beta"}
+
+
+class SlowStartFake(FakeClassifier):
+    """A provider whose one-off setup is slow, to prove setup is not timed as an image's latency."""
+
+    events: ClassVar[list[str]] = []
+
+    def warm_up(self) -> None:
+        SlowStartFake.events.append(f"warm_up:{self.name}")
+
+    def _infer(self, images):  # type: ignore[no-untyped-def]
+        SlowStartFake.events.append(f"infer:{self.name}")
+        return super()._infer(images)
+
+
+def test_providers_are_warmed_up_before_the_first_timed_image(tmp_path: Path, stubs) -> None:
+    from cloudderm.compare import run_compare
+
+    images, labels = make_dataset(tmp_path / "data", 3)
+    target = f"{__name__}:SlowStartFake"
+    config = parse_config({"providers": {"a": {"adapter": target}, "b": {"adapter": target}}})
+    SlowStartFake.events.clear()
+    run_compare(images, config=config, labels=labels, out=tmp_path / "out", progress=False)
+    events = SlowStartFake.events
+    assert events[:2] == ["warm_up:a", "warm_up:b"]
+    assert all(e.startswith("infer:") for e in events[2:]) and len(events) > 2
