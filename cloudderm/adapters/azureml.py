@@ -175,7 +175,7 @@ class AzureMLClassifier(Classifier):
             service="Azure Machine Learning managed online endpoint",
             vendor="azure",
             region=self.region,
-            data_leaves_machine=True,
+            data_leaves_machine=not _is_loopback(urlparse(self._scoring_uri or "").hostname or ""),
         )
 
     def model_facts(self) -> ModelFacts | None:
