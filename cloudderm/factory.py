@@ -17,7 +17,12 @@ __all__ = ["build_classifier", "load"]
 
 
 def build_classifier(name: str, config: Config, *, check_policy: bool = True) -> Classifier:
-    """Instantiate provider ``name`` from ``config``; the policy is checked before it can send anything."""
+    """Instantiate provider ``name`` from ``config``; the policy is checked before it can send anything.
+
+    The governance card's warnings (prohibited uses, out-of-domain labels) become standing warnings, so
+    every Prediction of this provider carries them.
+    """
+    from cloudderm.governance.cards import attach_card_warnings
     from cloudderm.governance.policy import enforce_policy
     from cloudderm.registry import resolve_adapter
 
@@ -30,12 +35,14 @@ def build_classifier(name: str, config: Config, *, check_policy: bool = True) ->
     classifier = cls(
         name, settings, taxonomy=taxonomy, retry_policy=RetryPolicy(max_retries=settings.max_retries or 0)
     )
-    if check_policy:
-        try:
+    try:
+        if check_policy:
             enforce_policy(classifier, config.policy)
-        except BaseException:
-            classifier.close()
-            raise
+        attach_card_warnings(classifier)
+        _ = classifier.pricing  # a malformed `pricing:` override fails here, before any image is sent
+    except BaseException:
+        classifier.close()
+        raise
     return classifier
 
 

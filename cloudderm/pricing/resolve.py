@@ -1,0 +1,265 @@
+"""Which price applies to a configured provider: the user's override, else the catalog, else unknown.
+
+Adapters are never imported here: settings are read by name with ``getattr`` (the names are a contract in
+HELPERS.md: ``instance_type``/``instance_count``/``region`` for SageMaker and Azure ML,
+``machine_type``/``node_count``/``location``/``response_format`` for Vertex AI). A provider whose price
+cannot be sourced resolves to no model plus a sentence saying why and how to fix it, so the cost table
+can print "unknown" with a reason instead of a number nobody can defend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cloudderm.errors import ConfigError
+from cloudderm.pricing.catalog import Catalog, PriceEntry, Tier, load_catalog
+from cloudderm.pricing.models import AlwaysOnPricing, LocalPricing, PerCallPricing
+
+if TYPE_CHECKING:
+    from cloudderm.classifier import AdapterSettings, Classifier
+    from cloudderm.pricing import PricingModel
+
+__all__ = ["ADAPTER_VENDORS", "PricingOverride", "PricingTarget", "Resolution", "resolve"]
+
+ADAPTER_VENDORS: Mapping[str, str] = {
+    "sagemaker": "aws",
+    "azureml": "azure",
+    "vertex": "gcp",
+    "huggingface": "local",
+    "azureml-onnx": "local",
+    "fake": "local",
+}
+
+_SAGEMAKER_SERVICE = "sagemaker-realtime-inference"
+_AZUREML_SERVICE = "azureml-managed-online-endpoint"
+_VERTEX_CUSTOM_SERVICE = "vertex-custom-prediction"
+_VERTEX_AUTOML_ONLINE = "gcp-vertex-automl-image-classification-online"
+
+
+class PricingOverride(BaseModel):
+    """The ``pricing:`` mapping of a provider: a negotiated or measured price that beats the catalog."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hourly_usd: float | None = Field(default=None, ge=0)
+    per_1k_usd: float | None = Field(default=None, ge=0)
+    monthly_usd: float | None = Field(default=None, ge=0)
+    catalog_id: str | None = None
+    instance_count: int | None = Field(default=None, ge=1)
+    free_units_per_month: int = Field(default=0, ge=0)
+    as_of: str | None = None
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _one_price(self) -> PricingOverride:
+        given = [
+            k
+            for k in ("hourly_usd", "per_1k_usd", "monthly_usd", "catalog_id")
+            if getattr(self, k) is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(f"give one of hourly_usd, per_1k_usd, monthly_usd, catalog_id (got {given})")
+        return self
+
+
+@dataclass(frozen=True)
+class PricingTarget:
+    """What pricing needs to know about one configured provider (no adapter import needed)."""
+
+    name: str
+    adapter: str
+    settings: Any
+    vendor: str | None
+    pricing_sku: str | None = None  # a catalog entry id an adapter declares for its per-call service
+
+    @classmethod
+    def of(cls, classifier: Classifier) -> PricingTarget:
+        """From a built classifier: its vendor comes from its own service facts."""
+        return cls(
+            name=classifier.name,
+            adapter=classifier.adapter,
+            settings=classifier.settings,
+            vendor=classifier.service_facts().vendor,
+            pricing_sku=getattr(classifier, "pricing_sku", None),
+        )
+
+    @classmethod
+    def from_settings(cls, name: str, settings: AdapterSettings) -> PricingTarget:
+        """From config settings alone; the vendor is inferred from the adapter's registered name."""
+        from cloudderm.registry import resolve_adapter
+
+        adapter_cls = resolve_adapter(settings.adapter)  # imports the adapter module, never its SDK
+        adapter = getattr(adapter_cls, "adapter", settings.adapter)
+        return cls(
+            name=name,
+            adapter=adapter,
+            settings=settings,
+            vendor=ADAPTER_VENDORS.get(adapter),
+            pricing_sku=getattr(adapter_cls, "pricing_sku", None),
+        )
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A pricing model, or None with the reason no sourced price applies."""
+
+    model: PricingModel | None
+    reason: str | None = None
+    catalog_as_of: str | None = None
+
+
+def parse_override(name: str, raw: Mapping[str, Any] | None) -> PricingOverride | None:
+    """Validate a provider's ``pricing:`` mapping; mistakes are ConfigErrors naming provider and field."""
+    if not raw:
+        return None
+    try:
+        return PricingOverride.model_validate(dict(raw))
+    except ValidationError as e:
+        item = e.errors(include_input=False, include_url=False)[0]
+        loc = ".".join(str(p) for p in item["loc"])
+        message = "unknown field (check the spelling)" if item["type"] == "extra_forbidden" else item["msg"]
+        raise ConfigError(message, provider=name, field=f"pricing.{loc}" if loc else "pricing") from None
+
+
+def resolve(target: PricingTarget, catalog: Catalog | None = None) -> Resolution:
+    """The pricing model for ``target``: override, then the catalog entry for its settings, else unknown."""
+    catalog = catalog or load_catalog()
+    as_of = catalog.as_of.isoformat()
+    override = parse_override(target.name, getattr(target.settings, "pricing", None))
+    if override is not None and override.catalog_id is None:
+        return Resolution(_from_override(target, override), catalog_as_of=as_of)
+    entry_id = override.catalog_id if override is not None else target.pricing_sku
+    if entry_id is not None:
+        entry = catalog.get(entry_id)
+        if entry is None:
+            raise ConfigError(
+                f"no catalog entry {entry_id!r}; known: {', '.join(e.id for e in catalog.entries)}",
+                provider=target.name,
+                field="pricing.catalog_id",
+            )
+        return Resolution(_from_entry(target, entry, _count(target)), catalog_as_of=as_of)
+    model, reason = _from_catalog(target, catalog)
+    return Resolution(model, reason, as_of)
+
+
+def _count(target: PricingTarget) -> int:
+    settings = target.settings
+    override = parse_override(target.name, getattr(settings, "pricing", None))
+    if override is not None and override.instance_count is not None:
+        return override.instance_count
+    value = getattr(settings, "node_count" if target.adapter == "vertex" else "instance_count", None)
+    return 1 if value is None else int(value)
+
+
+def _from_override(target: PricingTarget, override: PricingOverride) -> PricingModel:
+    notes = [f"override note: {override.note}"] if override.note else []
+    local = target.vendor == "local"
+    if override.hourly_usd is not None:
+        unit = "machine" if local else _unit_label(target)
+        return AlwaysOnPricing(
+            target.name,
+            override.hourly_usd,
+            _count(target),
+            unit,
+            as_of=override.as_of,
+            kind="local" if local else "always-on",
+            notes=notes,
+        )
+    if override.monthly_usd is not None:
+        return AlwaysOnPricing(
+            target.name,
+            override.monthly_usd / 730.0,
+            1,
+            "deployment billed a fixed monthly_usd",
+            as_of=override.as_of,
+            kind="local" if local else "always-on",
+            notes=notes,
+        )
+    tiers = [Tier(first_unit=1, last_unit=None, price_per_1k=override.per_1k_usd or 0.0)]
+    if override.free_units_per_month:
+        tiers = [
+            Tier(first_unit=1, last_unit=override.free_units_per_month, price_per_1k=0.0),
+            Tier(
+                first_unit=override.free_units_per_month + 1,
+                last_unit=None,
+                price_per_1k=override.per_1k_usd or 0.0,
+            ),
+        ]
+    return PerCallPricing(target.name, tiers, "call", as_of=override.as_of, notes=notes)
+
+
+def _from_entry(target: PricingTarget, entry: PriceEntry, count: int) -> PricingModel:
+    notes = [f"note from the price page: {entry.note}"] if entry.note else []
+    if entry.kind == "per_1k_units":
+        return PerCallPricing(
+            target.name,
+            list(entry.tiers),
+            entry.operation + " unit",
+            entry.as_of.isoformat(),
+            entry.source,
+            notes,
+        )
+    return AlwaysOnPricing(
+        target.name,
+        float(entry.price or 0.0),
+        count,
+        entry.unit.removesuffix(" hour")
+        if entry.sku is None
+        else f"{entry.sku} {entry.unit.removesuffix(' hour')}",
+        entry.as_of.isoformat(),
+        entry.source,
+        notes=notes,
+    )
+
+
+def _unit_label(target: PricingTarget) -> str:
+    sku = getattr(target.settings, "instance_type", None) or getattr(target.settings, "machine_type", None)
+    return f"{sku} instance" if sku else "instance"
+
+
+def _from_catalog(target: PricingTarget, catalog: Catalog) -> tuple[PricingModel | None, str | None]:
+    settings = target.settings
+    fix = f"set providers.{target.name}.pricing.hourly_usd"
+    if target.adapter in ("sagemaker", "azureml"):
+        label = (
+            "SageMaker real-time inference" if target.adapter == "sagemaker" else "Azure ML online endpoint"
+        )
+        service = _SAGEMAKER_SERVICE if target.adapter == "sagemaker" else _AZUREML_SERVICE
+        sku = getattr(settings, "instance_type", None)
+        region = getattr(settings, "region", None)
+        if not sku:
+            return (
+                None,
+                f"{label}: instance_type is not set, so the instance price is unknown; set it or {fix}",
+            )
+        entry = catalog.find(service, sku=sku, region=region)
+        if entry is None:
+            where = f" in {region}" if region else ""
+            return None, (
+                f"no sourced price for {label} {sku}{where} in the catalog (as of {catalog.as_of}); {fix}"
+            )
+        return _from_entry(target, entry, _count(target)), None
+    if target.adapter == "vertex":
+        if getattr(settings, "response_format", "automl") == "automl":
+            entry = catalog.get(_VERTEX_AUTOML_ONLINE)
+            if entry is not None:
+                return _from_entry(target, entry, _count(target)), None
+        machine = getattr(settings, "machine_type", None)
+        entry = catalog.find(_VERTEX_CUSTOM_SERVICE, sku=machine, region=getattr(settings, "location", None))
+        if entry is not None:
+            return _from_entry(target, entry, _count(target)), None
+        return None, (
+            "no sourced price for a Vertex AI custom-model endpoint on "
+            f"{machine or 'an unstated machine_type'} "
+            f"in the catalog (as of {catalog.as_of}); {fix}"
+        )
+    if target.vendor == "local" or target.adapter in ("huggingface", "azureml-onnx"):
+        return LocalPricing(target.name), None
+    return None, (
+        f"no catalog price for adapter {target.adapter!r} (vendor {target.vendor or 'unknown'}); set "
+        f"providers.{target.name}.pricing (hourly_usd, per_1k_usd, monthly_usd or catalog_id)"
+    )

@@ -1,0 +1,87 @@
+"""``summary["cost"]`` for the compare report: monthly cost per provider at a stated volume.
+
+The compare runner calls, after the summary is computed::
+
+    summary["cost"] = cost_section(classifiers, summary, volume=args.volume or DEFAULT_VOLUME)
+
+and the report renders, per provider, ``monthly_usd``, ``per_1k_usd``, ``assumptions`` (sentences) and
+``as_of`` (the catalog date, or the override's). Always-on endpoints are priced at the throughput the run
+measured: ``summary["providers"][name]["images_per_second"]`` when the runner records it (answered images
+divided by the wall-clock seconds that provider was busy), else one request at a time at the median
+latency, which the assumptions then say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from cloudderm.pricing import estimate
+
+if TYPE_CHECKING:
+    from cloudderm.classifier import AdapterSettings, Classifier
+    from cloudderm.config import Config
+
+__all__ = ["DEFAULT_VOLUME", "cost_section", "measured_throughput"]
+
+DEFAULT_VOLUME = 10_000
+
+
+def measured_throughput(summary: Mapping[str, Any], name: str) -> tuple[float | None, str | None]:
+    """Images/second for ``name`` from a summary, and the sentence that says how it was obtained."""
+    entry = (summary.get("providers") or {}).get(name) or {}
+    ips = entry.get("images_per_second")
+    if isinstance(ips, (int, float)) and ips > 0:
+        return float(ips), None
+    p50 = (entry.get("latency_ms") or {}).get("p50")
+    if isinstance(p50, (int, float)) and p50 > 0:
+        return 1000.0 / p50, (
+            f"throughput derived from the median latency ({p50:.0f} ms) assuming one request at a time; "
+            "concurrent requests would serve more per instance"
+        )
+    return None, None
+
+
+def _targets(
+    classifiers_or_settings: Config | Mapping[str, Classifier | AdapterSettings] | Iterable[Classifier],
+) -> list[Classifier | tuple[str, AdapterSettings]]:
+    from cloudderm.classifier import Classifier
+    from cloudderm.config import Config
+
+    if isinstance(classifiers_or_settings, Config):
+        config = classifiers_or_settings
+        return [(name, config.provider(name)) for name in config.providers]
+    if isinstance(classifiers_or_settings, Mapping):
+        return [
+            value if isinstance(value, Classifier) else (name, value)
+            for name, value in classifiers_or_settings.items()
+        ]
+    return list(classifiers_or_settings)
+
+
+def cost_section(
+    classifiers_or_settings: Config | Mapping[str, Classifier | AdapterSettings] | Iterable[Classifier],
+    summary: Mapping[str, Any],
+    volume: int = DEFAULT_VOLUME,
+) -> dict[str, dict[str, Any]]:
+    """Per provider ``{monthly_usd, per_1k_usd, kind, instances, assumptions, as_of, sources, volume}``.
+
+    Args:
+        classifiers_or_settings: the run's classifiers (a list or ``{name: classifier}``), or a Config /
+            ``{name: settings}`` when no classifier is at hand.
+        summary: the compare summary (for measured throughput); ``{}`` gives list-price estimates.
+        volume: images a month to price.
+
+    Returns:
+        ``{provider_name: CostEstimate as a JSON-ready dict}``; unknown prices are ``None`` with the reason
+        as the first assumption.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for target in _targets(classifiers_or_settings):
+        name = target[0] if isinstance(target, tuple) else target.name
+        ips, how = measured_throughput(summary, name)
+        result = estimate(target, volume, ips)
+        if how and result.kind in ("always-on", "local") and result.per_image_usd_at_throughput is not None:
+            result.assumptions.append(how)
+        out[name] = result.model_dump(mode="json")
+    return out
