@@ -15,6 +15,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_option(p)
     add_provider_option(p)
     p.add_argument("--json", action="store_true", help="print JSON (one object per image x provider)")
+    p.add_argument(
+        "--policy",
+        choices=["enforce", "warn"],
+        help="override the config's policy mode: warn records violations on every prediction instead",
+    )
     p.set_defaults(func=run)
 
 
@@ -25,10 +30,11 @@ def run(args: argparse.Namespace) -> int:
     from cloudderm.config import load_config
     from cloudderm.errors import CloudDermError, InvalidImageError
     from cloudderm.factory import build_classifier
+    from cloudderm.governance.policy import with_policy_mode
     from cloudderm.images import prepare
     from cloudderm.prediction import NOT_A_DIAGNOSIS
 
-    config = load_config(args.config)
+    config = with_policy_mode(load_config(args.config), args.policy)
     names = selected_providers(config, args.providers)
     classifiers = [build_classifier(name, config) for name in names]  # policy checked before any send
     rows: list[dict[str, Any]] = []

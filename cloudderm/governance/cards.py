@@ -65,7 +65,9 @@ def _apply_override(name: str, model: ModelFacts, raw: Mapping[str, Any] | None)
             message, provider=name, field=f"model_card.{loc}" if loc else "model_card"
         ) from None
     update = override.model_dump(exclude_none=True)
-    update.setdefault("source", f"config: providers.{name}.model_card")
+    if "source" not in update:
+        own = f"config: providers.{name}.model_card"
+        update["source"] = f"{model.source}; {own}" if model.source and own not in model.source else own
     return model.model_copy(update=update)
 
 

@@ -37,6 +37,7 @@ class FakeSettings(AdapterSettings):
     batch_size: int = 1
     max_bytes: int | None = None
     seed: str = ""
+    call_log: str | None = None  # file that gets one line per image sent, so other processes can count calls
 
 
 class FakeClassifier(Classifier):
@@ -97,6 +98,9 @@ class FakeClassifier(Classifier):
             for img in images:
                 self.per_image[img.sha256] += 1
                 attempts.append(self.per_image[img.sha256])
+            if self.fake_settings.call_log:
+                with open(self.fake_settings.call_log, "a", encoding="utf-8") as log:
+                    log.writelines(f"{self.name} {img.sha256}\n" for img in images)
         try:
             if self.fake_settings.latency_s:
                 time.sleep(self.fake_settings.latency_s)

@@ -74,6 +74,14 @@ def test_policy_refusal_exit_3_before_any_call(tmp_path: Path, images, capsys) -
     assert "allowed_regions" in capsys.readouterr().err
 
 
+def test_policy_warn_records_violation_on_every_prediction(tmp_path: Path, images, capsys) -> None:
+    path = tmp_path / "strict.yaml"
+    path.write_text(f"policy: {{allowed_regions: [eu-west-2]}}\nproviders:\n  alpha: {{adapter: '{FAKE}'}}\n")
+    assert main(["classify", *images, "-c", str(path), "--policy", "warn", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 3 and all(any("allowed_regions" in w for w in r["warnings"]) for r in rows)
+
+
 def test_providers_lists_cards(config: Path, capsys) -> None:
     assert main(["providers", "-c", str(config), "--json"]) == 0
     cards = json.loads(capsys.readouterr().out)

@@ -1,0 +1,133 @@
+"""``cloudderm compare DATASET [-c CFG] [-p NAME]... [-o OUT] [--labels CSV] [--subgroup COL]...``.
+
+Exit codes: 0 every image answered by every provider; 1 finished, but some answers are errors or were
+skipped (unreadable image, provider failure, open circuit breaker); 2 bad config/dataset/flags; 3 the
+policy refused a provider (nothing was sent); 130 interrupted (re-run the same command to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+from cloudderm.cli import EXIT_FAILURES, EXIT_OK, add_config_option, add_provider_option
+
+EXIT_INTERRUPTED = 130
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="send a dataset to every provider, resumably, and write summary and reports",
+        description="Send the same images to every chosen provider and compare the answers. "
+        "Re-running the same command resumes: answered pairs are never sent again.",
+    )
+    p.add_argument(
+        "dataset", metavar="DATASET", help="folder of images, .parquet/.arrow file or folder, or .npz"
+    )
+    add_config_option(p)
+    add_provider_option(p)
+    p.add_argument("-o", "--out", default="cloudderm-out", help="output folder (default: cloudderm-out)")
+    p.add_argument("--labels", metavar="CSV", help="labels CSV: image (or image_id), label (or dx), metadata")
+    p.add_argument(
+        "--subgroup",
+        action="append",
+        default=[],
+        metavar="COL",
+        help="metadata column to break metrics down by",
+    )
+    p.add_argument(
+        "--concurrency", type=_positive, metavar="N", help="threads per provider (overrides config)"
+    )
+    p.add_argument("--limit", type=_positive, metavar="N", help="only the first N images")
+    p.add_argument("--no-resume", action="store_true", help="discard stored answers and start fresh")
+    p.add_argument("--policy", choices=("enforce", "warn"), help="override the config's policy mode")
+    p.add_argument("--baseline", metavar="OLD_OUT", help="an earlier output folder to diff against")
+    p.add_argument("--volume", type=_positive, metavar="N", help="images per month, for cost projections")
+    p.add_argument("--split", help="split of a .npz or multi-split table dataset (default: test / all)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The command that resumes this run (the same flags, never ``--no-resume``)."""
+    parts = ["cloudderm", "compare", args.dataset]
+    if args.config:
+        parts += ["-c", args.config]
+    for name in args.providers or []:
+        parts += ["-p", name]
+    parts += ["-o", args.out]
+    for flag, value in (
+        ("--labels", args.labels),
+        ("--concurrency", args.concurrency),
+        ("--limit", args.limit),
+        ("--policy", args.policy),
+        ("--baseline", args.baseline),
+        ("--volume", args.volume),
+        ("--split", args.split),
+    ):
+        if value is not None:
+            parts += [flag, str(value)]
+    for column in args.subgroup:
+        parts += ["--subgroup", column]
+    return shlex.join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from cloudderm.compare.api import CompareInterrupted, run_compare
+    from cloudderm.compare.datasets import open_dataset
+    from cloudderm.config import load_config
+    from cloudderm.errors import ConfigError
+    from cloudderm.taxonomy import get_taxonomy
+
+    console = Console()
+    err = Console(stderr=True)
+    config = load_config(args.config)
+    try:
+        taxonomy = get_taxonomy(config.taxonomy, config.labels)
+    except ValueError as e:
+        raise ConfigError(str(e), file=config.source, field="taxonomy") from None
+    dataset = open_dataset(args.dataset, labels=args.labels, taxonomy=taxonomy, split=args.split)
+    for problem in dataset.report.problems():
+        err.print(f"[yellow]note:[/] {problem}")
+    try:
+        summary = run_compare(
+            dataset,
+            config=config,
+            providers=args.providers,
+            out=args.out,
+            subgroups=args.subgroup,
+            concurrency=args.concurrency,
+            limit=args.limit,
+            resume=not args.no_resume,
+            policy=args.policy,
+            baseline=args.baseline,
+            volume=args.volume,
+            progress=False if args.no_progress else None,
+            console=console,
+            resume_hint=resume_command(args),
+        )
+    except CompareInterrupted as e:
+        err.print(f"[yellow]{e}[/]")
+        return EXIT_INTERRUPTED
+    failed = False
+    for name, counts in summary["run"]["status"].items():
+        bad = {k: v for k, v in counts.items() if k != "ok" and v}
+        if bad:
+            failed = True
+            detail = ", ".join(f"{v} {k}" for k, v in bad.items())
+            breaker = summary["run"]["breaker"].get(name)
+            err.print(f"[red]{name}:[/] {detail}" + (f" ({breaker})" if breaker else ""))
+    console.print(
+        f"wrote {args.out}/: results.sqlite, predictions.jsonl, summary.json, report.md, report.html"
+    )
+    return EXIT_FAILURES if failed else EXIT_OK

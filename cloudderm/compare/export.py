@@ -1,0 +1,98 @@
+"""Write ``predictions.jsonl`` from the store: one line per image x provider of the current run.
+
+Streamed from SQLite straight to the file, so the export of 100,000 answers holds one at a time.
+Canonical codes and triage are computed here from the stored labels with the provider's current
+taxonomy, so adding a label mapping to the config and re-running re-maps old answers without sending
+anything again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cloudderm.compare.store import ResultStore
+from cloudderm.taxonomy import Taxonomy
+
+__all__ = ["PREDICTION_KEYS", "ExportTarget", "export_predictions"]
+
+PREDICTION_KEYS = (
+    "image",
+    "sha256",
+    "provider",
+    "model",
+    "status",
+    "labels",
+    "canonical",
+    "triage",
+    "truth",
+    "truth_raw",
+    "latency_ms",
+    "cost_usd",
+    "request_id",
+    "warnings",
+    "error",
+    "error_type",
+    "attempts",
+    "metadata",
+)
+
+
+@dataclass(frozen=True)
+class ExportTarget:
+    """A provider as exported: its name, config hash and the taxonomy its labels map through."""
+
+    name: str
+    config_hash: str
+    taxonomy: Taxonomy
+
+
+def export_predictions(
+    store: ResultStore, path: Path, providers: Sequence[ExportTarget]
+) -> dict[str, Counter]:
+    """Write the file atomically (temp file, then rename); returns status counts per provider."""
+    by_name = {p.name: p for p in providers}
+    counts: dict[str, Counter] = {p.name: Counter() for p in providers}
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for item, name, answer in store.iter_run([(p.name, p.config_hash) for p in providers]):
+            record = _line(item, name, answer, by_name[name].taxonomy)
+            counts[name][record["status"]] += 1
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return counts
+
+
+def _line(item: dict[str, Any], provider: str, answer: dict[str, Any] | None, taxonomy: Taxonomy) -> dict:
+    if answer is None:
+        answer = {"status": "skipped", "error": "no answer recorded (the run was interrupted)", "attempts": 0}
+    labels = answer.get("labels") or []
+    canonical = triage = None
+    if answer.get("status") == "ok" and labels:
+        canonical = taxonomy.canonical(labels[0]["label"])
+        triage = taxonomy.triage(canonical)
+    return {
+        "image": item["image"],
+        "sha256": item["sha256"],
+        "provider": provider,
+        "model": answer.get("model"),
+        "status": answer["status"],
+        "labels": labels,
+        "canonical": canonical,
+        "triage": triage,
+        "truth": item["truth"],
+        "truth_raw": item["truth_raw"],
+        "latency_ms": answer.get("latency_ms"),
+        "cost_usd": answer.get("cost_usd"),
+        "request_id": answer.get("request_id"),
+        "warnings": answer.get("warnings") or [],
+        "error": answer.get("error"),
+        "error_type": answer.get("error_type"),
+        "attempts": answer.get("attempts", 0),
+        "metadata": item["metadata"],
+    }

@@ -1,0 +1,114 @@
+"""What the runner works with and writes: provider plans, run counts, and the records it stores.
+
+Kept apart from the engine so the shapes of a stored answer (``ok``, error, skipped) are in one place:
+``export.py`` reads exactly these keys back out of the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cloudderm.classifier import Classifier
+from cloudderm.compare.datasets import DatasetItem
+from cloudderm.prediction import Prediction
+
+__all__ = [
+    "ProviderPlan",
+    "ProviderStats",
+    "RunOutcome",
+    "empty_record",
+    "error_record",
+    "ok_record",
+    "source_sha",
+]
+
+
+@dataclass
+class ProviderPlan:
+    """One provider as the runner drives it."""
+
+    name: str
+    classifier: Classifier
+    config_hash: str
+    concurrency: int = 1
+    requests_per_second: float | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return max(1, int(getattr(self.classifier, "max_batch_size", 1) or 1))
+
+
+@dataclass
+class ProviderStats:
+    """What happened to one provider's images in this run."""
+
+    calls: int = 0
+    ok: int = 0
+    errors: int = 0
+    skipped: int = 0
+    reused: int = 0
+    breaker: str | None = None
+
+
+@dataclass
+class RunOutcome:
+    """The end of a run: counts per provider, whether it was interrupted, how many images were read."""
+
+    interrupted: bool
+    images: int
+    invalid_images: int
+    providers: dict[str, ProviderStats] = field(default_factory=dict)
+
+
+def source_sha(item: DatasetItem) -> str:
+    """Identity of an unusable image: its raw bytes when readable, else its name."""
+    try:
+        source = item.load()
+        data = source.read_bytes() if isinstance(source, Path) else source
+        if hasattr(data, "tobytes"):
+            data = data.tobytes()
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            return hashlib.sha256(bytes(data)).hexdigest()
+    except Exception:
+        pass
+    return hashlib.sha256(f"unreadable:{item.key}".encode()).hexdigest()
+
+
+def empty_record(plan: ProviderPlan) -> dict[str, Any]:
+    return {
+        "model": plan.classifier.model_id,
+        "labels": [],
+        "latency_ms": None,
+        "cost_usd": None,
+        "request_id": None,
+        "warnings": list(plan.classifier.standing_warnings),
+        "error": None,
+        "error_type": None,
+    }
+
+
+def error_record(plan: ProviderPlan, error: BaseException, *, retryable: bool) -> dict[str, Any]:
+    return {
+        **empty_record(plan),
+        "request_id": getattr(error, "request_id", None),
+        "error": str(error),
+        "error_type": type(error).__name__,
+        "retryable": retryable,
+    }
+
+
+def ok_record(prediction: Prediction) -> dict[str, Any]:
+    return {
+        "model": prediction.model,
+        "labels": [{"label": ls.label, "score": ls.score} for ls in prediction.labels],
+        "latency_ms": prediction.latency_ms,
+        "cost_usd": prediction.cost_usd,
+        "request_id": prediction.request_id,
+        "warnings": list(prediction.warnings),
+        "error": None,
+        "error_type": None,
+        "details": prediction.provider_details,
+    }

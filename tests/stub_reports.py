@@ -1,0 +1,76 @@
+"""Stand-ins for ``cloudderm.compare.summary`` and ``cloudderm.report`` so the runner's tests do not depend
+on how metrics and reports are implemented (they have their own tests). They honour the agreed signatures,
+read ``predictions.jsonl`` for real and write the three report files, recording what they were given.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+CALLS: dict[str, list[dict[str, Any]]] = {"build_summary": [], "write_reports": [], "render_terminal": []}
+
+
+def build_summary(
+    predictions_jsonl: Path, *, providers: dict[str, dict], dataset: dict, subgroups: list[str], taxonomy: Any
+) -> dict:
+    CALLS["build_summary"].append(
+        {"path": predictions_jsonl, "providers": providers, "dataset": dataset, "subgroups": subgroups}
+    )
+    counts: dict[str, Counter] = {name: Counter() for name in providers}
+    with open(predictions_jsonl, encoding="utf-8") as fh:
+        for line in fh:
+            record = json.loads(line)
+            counts[record["provider"]][record["status"]] += 1
+    return {
+        "providers": {
+            name: {**info, "n": sum(c.values()), "ok": c["ok"], "errors": c["error"]}
+            for name, info in providers.items()
+            for c in [counts[name]]
+        },
+        "agreement": {},
+        "dataset": dict(dataset),
+        "pricing_as_of": None,
+    }
+
+
+def write_reports(
+    out_dir: Path,
+    summary: dict,
+    predictions_jsonl: Path,
+    *,
+    images_root: Path | None,
+    baseline_dir: Path | None = None,
+) -> dict[str, Path]:
+    CALLS["write_reports"].append({"out": out_dir, "images_root": images_root, "baseline_dir": baseline_dir})
+    paths = {name: out_dir / name for name in ("summary.json", "report.md", "report.html")}
+    paths["summary.json"].write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
+    paths["report.md"].write_text("# stub report\n", encoding="utf-8")
+    paths["report.html"].write_text("<html><body>stub</body></html>", encoding="utf-8")
+    return paths
+
+
+def render_terminal(summary: dict, console: Any) -> None:
+    CALLS["render_terminal"].append({"providers": list(summary["providers"])})
+    for name, entry in summary["providers"].items():
+        console.print(f"STUB-TABLE {name} n={entry['n']} ok={entry['ok']}")
+
+
+def install(monkeypatch: Any = None) -> None:
+    """Put the stand-ins in ``sys.modules`` (through ``monkeypatch`` when given, so it is undone)."""
+    for values in CALLS.values():
+        values.clear()
+    summary = types.ModuleType("cloudderm.compare.summary")
+    summary.build_summary = build_summary  # type: ignore[attr-defined]
+    report = types.ModuleType("cloudderm.report")
+    report.write_reports = write_reports  # type: ignore[attr-defined]
+    report.render_terminal = render_terminal  # type: ignore[attr-defined]
+    for name, module in (("cloudderm.compare.summary", summary), ("cloudderm.report", report)):
+        if monkeypatch is not None:
+            monkeypatch.setitem(sys.modules, name, module)
+        else:
+            sys.modules[name] = module
