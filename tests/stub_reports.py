@@ -16,7 +16,13 @@ CALLS: dict[str, list[dict[str, Any]]] = {"build_summary": [], "write_reports": 
 
 
 def build_summary(
-    predictions_jsonl: Path, *, providers: dict[str, dict], dataset: dict, subgroups: list[str], taxonomy: Any
+    predictions_jsonl: Path,
+    *,
+    providers: dict[str, dict],
+    dataset: dict,
+    subgroups: list[str],
+    taxonomy: Any,
+    pricing_as_of: str | None = None,
 ) -> dict:
     CALLS["build_summary"].append(
         {"path": predictions_jsonl, "providers": providers, "dataset": dataset, "subgroups": subgroups}

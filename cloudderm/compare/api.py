@@ -161,7 +161,9 @@ def run_compare(
                 out_dir / PREDICTIONS,
                 [ExportTarget(p.name, p.config_hash, p.classifier.taxonomy) for p in plans],
             )
-        summary = _summarise(out_dir, data, plans, outcome, counts, subgroups, taxonomy, limit, volume)
+        summary = _summarise(
+            out_dir, data, plans, outcome, counts, subgroups, taxonomy, limit, volume, cfg.policy
+        )
         from cloudderm.report import render_terminal, write_reports
 
         write_reports(
@@ -217,8 +219,13 @@ def _summarise(
     taxonomy: Any,
     limit: int | None,
     volume: int | None,
+    policy: Any,
 ) -> dict:
+    """Metrics, then the cost projection and risk register that read them (all into summary.json)."""
     from cloudderm.compare.summary import build_summary
+    from cloudderm.governance.risk import risk_register
+    from cloudderm.pricing import catalog_as_of
+    from cloudderm.pricing.section import DEFAULT_VOLUME, cost_section
 
     providers: dict[str, dict] = {}
     for plan in plans:
@@ -242,9 +249,11 @@ def _summarise(
         dataset=dataset,
         subgroups=list(subgroups),
         taxonomy=taxonomy,
+        pricing_as_of=catalog_as_of(),
     )
-    if volume is not None:
-        summary["volume"] = {"images_per_month": volume}
+    summary["volume"] = {"images_per_month": volume or DEFAULT_VOLUME, "assumed": volume is None}
+    summary["cost"] = cost_section([p.classifier for p in plans], summary, volume or DEFAULT_VOLUME)
+    summary["risks"] = risk_register(summary, summary.get("governance") or {}, policy)
     summary["run"] = {
         "out": str(out_dir),
         "status": {name: dict(c) for name, c in counts.items()},

@@ -18,6 +18,7 @@ __all__ = ["IMBALANCE_RATIO", "MIN_SUBGROUP_N", "SUBGROUP_GAP", "risk_register"]
 
 SUBGROUP_GAP = 0.10  # balanced-accuracy spread across one subgroup column that counts as a gap
 MIN_SUBGROUP_N = 30  # fewer scored images than this and a subgroup's metrics are too noisy to trust
+MIN_GAP_N = 5  # groups smaller than this say nothing about a gap: they are listed as small subgroups only
 IMBALANCE_RATIO = 10.0  # largest / smallest class count above which the dataset is called imbalanced
 _SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
 _VENDOR_FACTS = ("hipaa_eligible", "baa_available", "certifications", "data_retention", "training_use")
@@ -174,7 +175,9 @@ def _subgroup_risks(summary: Mapping[str, Any], gap: float, min_n: int) -> list[
     for name, entry in (summary.get("providers") or {}).items():
         for column, values in (entry.get("subgroups") or {}).items():
             scored = {
-                str(v): m for v, m in values.items() if isinstance(m.get("balanced_accuracy"), (int, float))
+                str(v): m
+                for v, m in values.items()
+                if isinstance(m.get("balanced_accuracy"), (int, float)) and int(m.get("n") or 0) >= MIN_GAP_N
             }
             for value, metrics in values.items():
                 n = int(metrics.get("n") or 0)
@@ -185,15 +188,20 @@ def _subgroup_risks(summary: Mapping[str, Any], gap: float, min_n: int) -> list[
             hi = max(scored, key=lambda v: scored[v]["balanced_accuracy"])
             spread = scored[hi]["balanced_accuracy"] - scored[lo]["balanced_accuracy"]
             if spread > gap:
+                reliable = min(int(scored[lo].get("n") or 0), int(scored[hi].get("n") or 0)) >= min_n
+                severity = "high" if spread >= 2 * gap else "medium"
+                caveat = (
+                    "" if reliable else f" (a group has fewer than {min_n} images: confirm with more data)"
+                )
                 out.append(
                     _entry(
                         "subgroup performance gap",
-                        "high" if spread >= 2 * gap else "medium",
+                        severity,
                         name,
                         f"balanced accuracy across {column} ranges from "
                         f"{scored[lo]['balanced_accuracy']:.2f} "
                         f"({column}={lo}, n={scored[lo].get('n')}) to {scored[hi]['balanced_accuracy']:.2f} "
-                        f"({column}={hi}, n={scored[hi].get('n')}): gap {spread:.2f} > {gap:.2f}",
+                        f"({column}={hi}, n={scored[hi].get('n')}): gap {spread:.2f} > {gap:.2f}{caveat}",
                         "Do not deploy for the weaker subgroup without more data and a fairness review.",
                     )
                 )

@@ -138,7 +138,9 @@ def test_limit_provider_filter_baseline_and_volume(tmp_path: Path, stubs) -> Non
     lines = read_jsonl(out / "predictions.jsonl")
     assert len(lines) == 3 and {r["provider"] for r in lines} == {"beta"}
     assert stubs["write_reports"][0]["baseline_dir"] == tmp_path / "old"
-    assert json.loads((out / "summary.json").read_text())["volume"] == {"images_per_month": 10000}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["volume"] == {"images_per_month": 10000, "assumed": False}
+    assert set(summary["cost"]) == set(summary["providers"]) and isinstance(summary["risks"], list)
 
 
 def test_no_resume_sends_everything_again(tmp_path: Path, stubs) -> None:

@@ -77,6 +77,7 @@ def test_each_planted_risk_is_listed():
     assert any("'triage' is listed as out of scope" in r["detail"] for r in prohibited)
     gap = _find(risks, "subgroup performance gap", "mobilenet")[0]
     assert gap["severity"] == "high" and "gap 0.29" in gap["detail"] and "V-VI" in gap["detail"]
+    assert "fewer than 30 images" in gap["detail"]
     small = _find(risks, "small subgroup", None)
     assert [r["detail"].split(" has ")[0] for r in small] == ["fitzpatrick=V-VI"]
     region = _find(risks, "region outside policy", "mobilenet")[0]
@@ -126,3 +127,22 @@ def test_unknown_hipaa_is_high_when_the_policy_requires_it():
     assert _find(risks, "unknown vendor facts", "vx")[0]["severity"] == "high"
     assert _find(risks, "unknown price", "vx")
     assert _find(risks, "personal data sent to a processor", "vx")[0]["severity"] == "low"
+
+
+def test_groups_of_a_handful_of_images_do_not_make_a_gap() -> None:
+    summary = {
+        "providers": {
+            "p": {
+                "subgroups": {
+                    "site": {
+                        "face": {"n": 40, "balanced_accuracy": 0.8},
+                        "ear": {"n": 1, "balanced_accuracy": 0.0},
+                    }
+                }
+            }
+        },
+        "dataset": {},
+    }
+    risks = risk_register(summary, {})
+    assert not [r for r in risks if r["risk"] == "subgroup performance gap"]
+    assert any(r["risk"] == "small subgroup" and "site=ear" in r["detail"] for r in risks)
