@@ -415,3 +415,21 @@ def test_collect_details_finds_disagreements_and_latencies(tmp_path: Path) -> No
     assert details.latencies["A"].tolist() == [100.0, 200.0, 300.0, 400.0, 500.0, 600.0]
     assert details.latencies["C"].tolist() == [100.0, 100.0]
     assert len(collect_details(jsonl, ["A", "B", "C"], limit=2).disagreements) == 2
+
+
+def test_accuracy_vs_cost_uses_the_monthly_projection_when_present() -> None:
+    from cloudderm.report.plots import accuracy_vs_cost
+
+    summary = {
+        "providers": {
+            "endpoint": {"balanced_accuracy": 0.7, "cost_usd": {"total": None, "per_1k": None}},
+            "unpriced": {"balanced_accuracy": 0.6, "cost_usd": {"total": None, "per_1k": None}},
+        },
+        "cost": {"endpoint": {"per_1k_usd": 36.5}, "unpriced": {"per_1k_usd": None}},
+        "volume": {"images_per_month": 10000},
+    }
+    image, left_out = accuracy_vs_cost(summary)
+    assert image is not None and image.startswith("data:image/")
+    assert left_out == ["unpriced (cost unknown)"]
+    summary.pop("cost")
+    assert accuracy_vs_cost(summary) == (None, ["endpoint (cost unknown)", "unpriced (cost unknown)"])
