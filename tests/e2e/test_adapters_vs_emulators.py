@@ -214,7 +214,7 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     endpoints = {
         kind: EmulatedEndpoint(
             backend,
-            faults=FaultPlan(rates={kind: 1.0}, retry_after_s=0.25, timeout_hold_s=1.5),
+            faults=FaultPlan(rates={kind: 1.0}, retry_after_s=0.25, timeout_hold_s=2.5),
         )
         for kind in FAULTS
     }
@@ -225,7 +225,7 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
 @pytest.mark.parametrize("protocol", ["sagemaker", "azureml", "vertex"])
 @pytest.mark.parametrize("kind", list(FAULTS))
 def test_injected_faults_map_to_typed_errors(faulty: Emulator, kind: str, protocol: str) -> None:
-    snippet = {**getattr(faulty, f"{protocol}_config")(kind), "timeout_s": 0.5, "max_retries": 0}
+    snippet = {**getattr(faulty, f"{protocol}_config")(kind), "timeout_s": 1.0, "max_retries": 0}
     expected_type, expected_status = FAULTS[kind][protocol]
     clf = build_classifier("faulty", parse_config({"providers": {"faulty": snippet}}))
     with clf, pytest.raises(expected_type) as caught:
@@ -250,10 +250,10 @@ def test_injected_faults_map_to_typed_errors(faulty: Emulator, kind: str, protoc
 def test_transient_faults_are_retried_to_success(kind: str, protocol: str, tmp_path: Path) -> None:
     """Every first attempt fails, the second is served: one retry (runner's or Azure's pipeline) suffices."""
     backend = FakeClassifier("backend")
-    plan = FaultPlan(rates={kind: 1.0}, retry_after_s=0.01, timeout_hold_s=1.0, max_faults_per_request=1)
+    plan = FaultPlan(rates={kind: 1.0}, retry_after_s=0.01, timeout_hold_s=2.0, max_faults_per_request=1)
     image = make_jpeg((120, 30, 200), gps=True)
     with emulator_aws_env(tmp_path), Emulator({"ep": EmulatedEndpoint(backend, faults=plan)}) as emu:
-        snippet = {**getattr(emu, f"{protocol}_config")("ep"), "timeout_s": 0.5, "max_retries": 2}
+        snippet = {**getattr(emu, f"{protocol}_config")("ep"), "timeout_s": 1.0, "max_retries": 2}
         with build_classifier("retrying", parse_config({"providers": {"retrying": snippet}})) as clf:
             clf.retry_policy = _fast(clf.retry_policy)
             prediction = clf.classify(image)
