@@ -50,6 +50,7 @@ __all__ = [
     "retry_after_from",
     "scrub",
     "split_requests",
+    "truncation_warning",
 ]
 
 ResponseFormat = Literal["automl", "transformers"]
@@ -60,6 +61,8 @@ MODEL_STATUS_HEADER = "ms-azureml-model-error-statuscode"
 MODEL_REASON_HEADER = "ms-azureml-model-error-reason"
 REQUEST_ID_HEADERS = ("x-request-id", "x-ms-request-id")
 DEPLOYMENT_HEADER = "azureml-model-deployment"
+PIPELINE_DEFAULT_TOP_K = 5
+TRUNCATION_TOLERANCE = 0.02
 
 _HOST = re.compile(r"^(?P<endpoint>[a-z0-9-]+)\.(?P<region>[a-z0-9]+)\.inference\.ml\.azure\.com$", re.I)
 _AUTOML_ENVELOPE = len(b'{"input_data": {"columns": ["image"], "data": []}}')
@@ -189,6 +192,21 @@ def _label_score_list(item: Any, index: int, body: bytes | str) -> list[tuple[st
             )
         pairs.append((label, score))
     return pairs
+
+
+def truncation_warning(pairs: Sequence[tuple[str, float]]) -> str | None:
+    """Why a ``transformers`` answer does not sum to 1, or None when it is a whole distribution.
+
+    A transformers image-classification pipeline answers only its ``top_k`` (5 by default) classes, so a
+    7-class model's scores sum to less than 1; that is truncation, not a model that fails to normalise.
+    """
+    total = math.fsum(score for _, score in pairs)
+    if total >= 1.0 - TRUNCATION_TOLERANCE:
+        return None
+    return (
+        f"only {len(pairs)} labels returned (scores sum to {total:.3f}): a transformers pipeline answers "
+        f"its top {PIPELINE_DEFAULT_TOP_K} classes by default, so the other classes are not shown"
+    )
 
 
 # ---- headers and URIs ----------------------------------------------------------------------------

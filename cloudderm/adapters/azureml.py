@@ -32,6 +32,7 @@ from cloudderm.adapters._azureml_wire import (
     request_id_from,
     scrub,
     split_requests,
+    truncation_warning,
 )
 from cloudderm.classifier import AdapterSettings, Classifier, ImageLimits, RawResult
 from cloudderm.errors import (
@@ -174,7 +175,7 @@ class AzureMLClassifier(Classifier):
             service="Azure Machine Learning managed online endpoint",
             vendor="azure",
             region=self.region,
-            data_leaves_machine=True,
+            data_leaves_machine=not _is_loopback(urlparse(self._scoring_uri or "").hostname or ""),
         )
 
     def model_facts(self) -> ModelFacts | None:
@@ -337,16 +338,21 @@ class AzureMLClassifier(Classifier):
                 e.detail, provider=self.name, endpoint=uri, request_id=request_id
             ) from e
         details = {"deployment": headers.get(DEPLOYMENT_HEADER) or s.deployment, "http_attempts": attempts}
-        return [
-            RawResult(
+        results = []
+        for labels in decoded:
+            result = RawResult(
                 labels=labels,
                 model=self.model_id,
                 request_id=request_id,
                 details=dict(details),
                 scores_independent=s.task == "multilabel",
             )
-            for labels in decoded
-        ]
+            warning = truncation_warning(labels) if s.response_format == "transformers" else None
+            if warning and not result.scores_independent:
+                result.details["truncated_labels"] = True
+                result.warnings.append(warning)
+            results.append(result)
+        return results
 
     def _transport_error(self, error: Exception, uri: str, timeout: float) -> ProviderError:
         """One mapping for azure-core/azure-identity exceptions; messages are scrubbed of secrets."""

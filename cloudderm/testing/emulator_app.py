@@ -7,6 +7,7 @@ Kept apart from the socket code so every protocol path is a plain function call
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import re
@@ -17,8 +18,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+from PIL import Image
+
 from cloudderm.errors import CloudDermError, InvalidImageError
-from cloudderm.images import prepare
+from cloudderm.images import PreparedImage, prepare
 from cloudderm.testing import wire
 from cloudderm.testing.faults import FaultPlan
 from cloudderm.testing.stats import EmulatorStats
@@ -31,6 +34,8 @@ __all__ = ["EmulatedEndpoint", "EmulatorApp"]
 
 log = logging.getLogger(__name__)
 
+_AS_IS_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png"}
+_ORIENTATION_TAG = 0x0112
 _SAGEMAKER = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
 _AZURE = re.compile(r"^(?:/azureml/(?P<name>[^/]+))?/score$")
 _VERTEX = re.compile(
@@ -358,7 +363,7 @@ class EmulatorApp:
     ) -> list[list[tuple[str, float]]]:
         """Run the backing classifier; each result in the model's label order (missing labels score 0)."""
         try:
-            prepared = [prepare(img, source=f"upload #{i + 1} to {key}") for i, img in enumerate(images)]
+            prepared = [_as_received(img, f"upload #{i + 1} to {key}") for i, img in enumerate(images)]
         except InvalidImageError as e:
             raise _BackendFailed(400, f"cannot decode the image: {e.reason}") from e
         try:
@@ -368,7 +373,7 @@ class EmulatorApp:
         except Exception as e:  # a real container turns any crash into a 5xx; so does the emulator
             log.exception("backing model of %s crashed", key)
             raise _BackendFailed(500, f"the backing model crashed: {type(e).__name__}") from e
-        order = self._label_order(key, endpoint)
+        order = self.label_order(key, endpoint)
         results = []
         for prediction in predictions:
             scores = {ls.label: ls.score for ls in prediction.labels}
@@ -378,7 +383,8 @@ class EmulatorApp:
             results.append([(lbl, float(scores.get(lbl, 0.0))) for lbl in labels])
         return results
 
-    def _label_order(self, key: str, endpoint: EmulatedEndpoint) -> list[str] | None:
+    def label_order(self, key: str, endpoint: EmulatedEndpoint) -> list[str] | None:
+        """The backend's class names in the order probability-only formats use (None: sorted by name)."""
         with self._labels_lock:
             if key not in self._labels:
                 try:
@@ -387,3 +393,30 @@ class EmulatorApp:
                     facts = None
                 self._labels[key] = list(facts.labels) if facts is not None and facts.labels else None
             return self._labels[key]
+
+
+def _as_received(data: bytes, source: str) -> PreparedImage:
+    """The upload as the backing model should see it: the very bytes that arrived, when they are usable.
+
+    A real container decodes what was sent; re-encoding here would give the emulated endpoint different
+    pixels (and a different hash) than the local provider that was sent the same prepared bytes, so the
+    two could disagree for no reason. Uploads that are not plain RGB JPEG/PNG without an orientation tag
+    (what ``cloudderm.images.prepare`` produces) are prepared as any raw input would be.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            usable = (
+                img.format in _AS_IS_FORMATS
+                and img.mode == "RGB"
+                and img.getexif().get(_ORIENTATION_TAG, 1) == 1
+            )
+            if usable:
+                img.load()
+                width, height = img.size
+                media_type = _AS_IS_FORMATS[img.format]
+    except (OSError, SyntaxError, ValueError):
+        usable = False
+    if not usable:
+        return prepare(data, source=source)
+    sha = hashlib.sha256(data).hexdigest()
+    return PreparedImage(data, media_type, width, height, sha, source)

@@ -173,15 +173,25 @@ class Emulator:
 
     # ---- config snippets ----------------------------------------------------------------------------------
     def sagemaker_config(self, name: str) -> dict[str, Any]:
-        """Settings for the ``sagemaker`` adapter; boto3 also needs credentials (see ``FAKE_AWS_ENV``)."""
+        """Settings for the ``sagemaker`` adapter; boto3 also needs credentials (see ``FAKE_AWS_ENV``).
+
+        The probability-only formats (``jumpstart``, ``builtin``) carry no class names on the wire, so the
+        adapter needs them from config: the snippet lists the backend's labels in the order the emulator
+        sends probabilities (omitted when the backend publishes none; the adapter then asks for them).
+        """
         endpoint = self._endpoint(name)
-        return {
+        snippet: dict[str, Any] = {
             "adapter": "sagemaker",
             "endpoint_name": name,
             "region": self.region,
             "endpoint_url": self.sagemaker_url,
             "response_format": endpoint.sagemaker_format,
         }
+        if endpoint.sagemaker_format in ("jumpstart", "builtin"):
+            labels = self.app.label_order(f"sagemaker/{name}", endpoint)
+            if labels:
+                snippet["labels"] = list(labels)
+        return snippet
 
     def azureml_config(self, name: str) -> dict[str, Any]:
         """Settings for the ``azureml`` adapter (key auth against the emulated endpoint)."""
@@ -192,6 +202,7 @@ class Emulator:
             "api_key": endpoint.azure_key,
             "deployment": endpoint.azure_deployment,
             "region": self.azure_region,
+            "response_format": endpoint.azure_flavor,
         }
 
     def vertex_config(self, name: str) -> dict[str, Any]:

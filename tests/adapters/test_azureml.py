@@ -306,6 +306,27 @@ def test_transformers_format_on_the_wire(mock, transport, sample_images):
     assert [p.top.score for p in predictions] == [max(scores_for(b64)) for b64 in body["input_data"]]
 
 
+def test_transformers_top5_answer_is_marked_truncated_not_unnormalised(mock, transport, sample_images):
+    """A transformers pipeline answers its top 5 of 7 classes: say so, and do not call it unnormalised."""
+
+    def top5(request) -> tuple[int, dict, str]:
+        (b64,) = json.loads(request.body)["input_data"]
+        ranked = sorted(zip(HAM, scores_for(b64)), key=lambda ls: ls[1], reverse=True)[:5]
+        return 200, {}, json.dumps([[{"label": lbl, "score": s} for lbl, s in ranked]])
+
+    mock.add_callback(responses.POST, URI, callback=top5)
+    prediction = make(transport, response_format="transformers").classify(sample_images[0])
+    assert len(prediction.labels) == 5 and prediction.provider_details["truncated_labels"] is True
+    assert any(w.startswith("only 5 labels returned") for w in prediction.warnings)
+    assert not any("not normalised" in w for w in prediction.warnings)
+
+    mock.reset()
+    mock.add_callback(responses.POST, URI, callback=transformers_endpoint)
+    whole = make(transport, response_format="transformers").classify(sample_images[0])
+    assert len(whole.labels) == 7 and "truncated_labels" not in whole.provider_details
+    assert not any(w.startswith("only") for w in whole.warnings)
+
+
 def test_deployment_that_answered_is_recorded(mock, transport, sample_images):
     mock.add(responses.POST, URI, json=DOC_MULTICLASS, headers={"Azureml-Model-Deployment": "green"})
     prediction = make(transport).classify(sample_images[0])

@@ -7,6 +7,8 @@ test fails if the emulator reorders, drops or invents a score.
 from __future__ import annotations
 
 import base64
+import hashlib
+import io
 import json
 import urllib.error
 import urllib.request
@@ -25,8 +27,11 @@ IMG = make_jpeg((200, 120, 90))
 
 
 def expected_scores(fake: FakeClassifier, data: bytes) -> list[float]:
-    """What the backend answers for these upload bytes, in model label order."""
-    return [score for _, score in fake.scores_for(prepare(data).sha256)]
+    """What the backend answers for these (clean RGB JPEG) upload bytes, in model label order.
+
+    The backend scores the very bytes that arrived, so its answer is keyed by their own hash.
+    """
+    return [score for _, score in fake.scores_for(hashlib.sha256(data).hexdigest())]
 
 
 def post(
@@ -407,6 +412,11 @@ def test_config_snippets_name_the_running_emulator(emu: Emulator) -> None:
     }
     assert providers["hf-azureml"]["scoring_uri"] == f"{emu.base_url}/azureml/hf/score"
     assert providers["hf-azureml"]["api_key"] == "k2"
+    assert providers["hf-azureml"]["response_format"] == "transformers"
+    assert emu.azureml_config("js")["response_format"] == "automl"
+    assert "labels" not in emu.sagemaker_config("jsv")
+    for probability_only in ("js", "bi"):
+        assert emu.sagemaker_config(probability_only)["labels"] == HAM_CODES
     assert providers["hf-vertex"]["api_endpoint"] == emu.base_url
     assert providers["hf-vertex"]["anonymous"] is True
     assert set(emu.fake_aws_env()) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"}
@@ -446,3 +456,26 @@ def test_answers_have_the_shape_of_real_provider_payloads(emu: Emulator, provide
                 {"Content-Type": content_type, "Accept": accept},
             )
             assert status == 200
+
+
+def test_backend_scores_the_uploaded_bytes_unchanged(emu: Emulator, fake: FakeClassifier) -> None:
+    """A clean upload reaches the model byte for byte (as a container would decode it); an upload with an
+    EXIF orientation tag is prepared first, so the model sees it upright."""
+    from PIL import Image
+
+    clean = prepare(make_jpeg((10, 200, 30), (40, 30))).data
+    post(f"{emu.sagemaker_url}/endpoints/js/invocations", clean, {"Content-Type": "application/x-image"})
+    assert fake.per_image[hashlib.sha256(clean).hexdigest()] == 1
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (10, 20, 200)).save(buf, format="JPEG", exif=exif.tobytes())
+    rotated = buf.getvalue()
+    status, _, _ = post(
+        f"{emu.sagemaker_url}/endpoints/js/invocations", rotated, {"Content-Type": "application/x-image"}
+    )
+    assert status == 200
+    upright = prepare(rotated)
+    assert (upright.width, upright.height) == (30, 40)
+    assert fake.per_image[upright.sha256] == 1 and fake.per_image[hashlib.sha256(rotated).hexdigest()] == 0

@@ -226,6 +226,26 @@ def test_large_jpeg_fits_side_and_bytes(big_jpeg: bytes) -> None:
     assert abs(out.width / out.height - 1.5) < 0.01
 
 
+def test_draft_decodes_at_the_smallest_scale_that_covers_the_target(
+    big_jpeg: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """6000x4000 to a 1024 side becomes 1024x683: decoding at 1/4 (1500x1000) covers it, 1/8 would not."""
+    from PIL import JpegImagePlugin
+
+    decoded: list[tuple[int, int]] = []
+    real_draft = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size):  # type: ignore[no-untyped-def]
+        result = real_draft(self, mode, size)
+        decoded.append(self.size)
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    out = prepare(big_jpeg, max_side=1024)
+    assert decoded == [(1500, 1000)]
+    assert (out.width, out.height) == (1024, 683)
+
+
 def test_byte_limit_downscales(big_jpeg: bytes) -> None:
     out = prepare(big_jpeg, max_bytes=150_000)
     assert out.size_bytes <= 150_000 and out.width < 6000

@@ -1,0 +1,141 @@
+"""``cloudderm demo`` end to end: offline, five outputs, and the untrained-weights warning where people look.
+
+The demo runs for real (stand-in models built from configs, emulators on loopback, the real adapters and
+reports) on a few of the bundled example images, with the hub forbidden (``HF_HUB_OFFLINE=1``).
+"""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from cloudderm.cli import main
+from cloudderm.demo import UNTRAINED_WARNING, find_examples
+from cloudderm.errors import ConfigError
+from tests.conftest import REPO_ROOT
+
+OUTPUTS = ("results.sqlite", "predictions.jsonl", "summary.json", "report.md", "report.html")
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+class _Structure(HTMLParser):
+    """Collects text and checks that every opened element is closed in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.seen: set[str] = set()
+        self.text: list[str] = []
+        self.errors: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        self.seen.add(tag)
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes <{self.stack[-1] if self.stack else 'nothing'}>")
+            return
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path, str]:
+    pytest.importorskip("transformers")
+    pytest.importorskip("cloudderm.testing.hf_models")
+    pytest.importorskip("boto3")
+    pytest.importorskip("azure.core")
+    pytest.importorskip("google.cloud.aiplatform_v1")
+    root = tmp_path_factory.mktemp("demo")
+    out = root / "out"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.chdir(REPO_ROOT)
+        import io
+        from contextlib import redirect_stdout
+
+        printed = io.StringIO()
+        with redirect_stdout(printed):
+            code = main(
+                ["demo", "-o", str(out), "--stand-ins", "--cache-dir", str(root / "models"),
+                 "--limit", "5", "--no-progress"]
+            )  # fmt: skip
+    return code, out, printed.getvalue()
+
+
+def test_demo_writes_all_five_outputs(demo_run: tuple[int, Path, str]) -> None:
+    code, out, _ = demo_run
+    assert code == 0
+    for name in OUTPUTS:
+        assert (out / name).stat().st_size > 0, name
+    lines = (out / "predictions.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len(records) == 5 * 4 and {r["status"] for r in records} == {"ok"}
+
+
+def test_html_report_parses_and_shows_the_warning(demo_run: tuple[int, Path, str]) -> None:
+    _, out, _ = demo_run
+    parser = _Structure()
+    parser.feed((out / "report.html").read_text(encoding="utf-8"))
+    parser.close()
+    assert not parser.errors, parser.errors[:5]
+    assert not parser.stack, f"unclosed: {parser.stack}"
+    assert {"html", "body", "table"} <= parser.seen
+    assert UNTRAINED_WARNING in " ".join(" ".join(parser.text).split())
+    assert UNTRAINED_WARNING in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_untrained_warning_is_in_the_summary_and_the_terminal(demo_run: tuple[int, Path, str]) -> None:
+    _, out, printed = demo_run
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["demo"]["untrained"] is True and summary["demo"]["warnings"] == [UNTRAINED_WARNING]
+    assert set(summary["providers"]) == {
+        "local-skin-vit",
+        "sagemaker-mobilenet",
+        "azureml-skin-vit",
+        "vertex-skin-vit",
+    }
+    for name, entry in summary["providers"].items():
+        assert entry["warnings"][0] == UNTRAINED_WARNING, name
+    assert "UNTRAINED STAND-IN MODELS" in printed and "untrained weights" in printed
+
+
+def test_the_emulated_clouds_answer_exactly_like_the_local_model(demo_run: tuple[int, Path, str]) -> None:
+    """Same model, same bytes: the local provider and the emulated Azure ML and Vertex AI endpoints agree on
+    every image, and no upload carried metadata."""
+    _, out, _ = demo_run
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["demo"]["uploads_with_metadata"] is False
+    pairs = {frozenset(key.split("|")): value for key, value in summary["agreement"].items()}
+    for cloud in ("azureml-skin-vit", "vertex-skin-vit"):
+        assert pairs[frozenset({"local-skin-vit", cloud})]["agreement"] == 1.0
+    records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    by_image: dict[str, dict[str, list]] = {}
+    for record in records:
+        by_image.setdefault(record["sha256"], {})[record["provider"]] = record["labels"]
+    for answers in by_image.values():
+        local = {ls["label"]: ls["score"] for ls in answers["local-skin-vit"]}
+        for cloud in ("azureml-skin-vit", "vertex-skin-vit"):
+            remote = {ls["label"]: ls["score"] for ls in answers[cloud]}
+            assert remote == pytest.approx(local, abs=1e-6), cloud
+
+
+def test_find_examples_prefers_the_arguments(tmp_path: Path) -> None:
+    images, labels = find_examples()
+    assert images == REPO_ROOT / "examples" / "images" or images.name == "images"
+    assert labels is not None and labels.name == "labels.csv"
+    (tmp_path / "pics").mkdir()
+    assert find_examples(tmp_path / "pics") == (tmp_path / "pics", None)
+    with pytest.raises(ConfigError, match="is not a folder"):
+        find_examples(tmp_path / "missing")
+    with pytest.raises(ConfigError, match="does not exist"):
+        find_examples(tmp_path / "pics", tmp_path / "nope.csv")
