@@ -255,8 +255,7 @@ def run_demo(
         name: build_classifier(name, backend_config, check_policy=False) for name in backend_config.providers
     }
     try:
-        _warm_up(backends.values(), folder)
-        _preload_sdks()
+        _warm_up(backends.values())
         with Emulator({name: EmulatedEndpoint(clf) for name, clf in backends.items()}) as emu:
             config = parse_config(
                 {
@@ -298,31 +297,12 @@ def run_demo(
     return summary
 
 
-def _warm_up(backends: Any, folder: Path) -> None:
+def _warm_up(backends: Any) -> None:
     """Load the emulated endpoints' models before the run, as a deployed endpoint already has: otherwise
-    the first request of each would carry seconds of model loading into the latency figures."""
-    from cloudderm.images import prepare
-
-    sample = next(
-        (p for p in sorted(folder.iterdir()) if p.suffix.lower() in (".jpg", ".jpeg", ".png")), None
-    )
-    if sample is None:
-        return
-    image = prepare(sample, max_side=256)
+    the first request of each would carry seconds of model loading into the latency figures. (The
+    adapters' own SDK clients are warmed up by ``run_compare``.)"""
     for backend in backends:
-        backend.classify_prepared([image])
-
-
-def _preload_sdks() -> None:
-    """Import the cloud SDKs now: each adapter imports its SDK lazily on its first call, and seconds of
-    importing google-cloud-aiplatform would otherwise count as that call's latency in the report."""
-    import importlib
-
-    for module in ("boto3", "botocore.client", "azure.core.pipeline", "google.cloud.aiplatform_v1"):
-        try:
-            importlib.import_module(module)
-        except ImportError:  # the adapter itself reports the missing extra, with the install hint
-            pass
+        backend.warm_up()
 
 
 def _subgroups(csv: Path | None) -> list[str]:
