@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,6 +62,23 @@ class Config(BaseModel):
     policy: Policy = Field(default_factory=Policy)
     providers: dict[str, AdapterSettings] = Field(default_factory=dict)
     source: str = "<memory>"
+
+    def select(self, names: Sequence[str] | None = None) -> list[str]:
+        """The providers asked for (all of them when none are named), deduplicated, in order.
+
+        Raises:
+            ConfigError: a name is not in the config, or the config has no providers at all.
+        """
+        chosen = list(dict.fromkeys(names)) if names else list(self.providers)
+        unknown = [n for n in chosen if n not in self.providers]
+        if unknown:
+            configured = ", ".join(self.providers) or "none"
+            raise ConfigError(
+                f"unknown provider(s) {', '.join(unknown)}; configured: {configured}", file=self.source
+            )
+        if not chosen:
+            raise ConfigError("the config names no providers", file=self.source)
+        return chosen
 
     def provider(self, name: str) -> AdapterSettings:
         """Settings for one provider, with the defaults filled in."""

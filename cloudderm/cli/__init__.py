@@ -90,16 +90,7 @@ def add_provider_option(parser: argparse.ArgumentParser) -> None:
 
 def selected_providers(config, names: Sequence[str] | None) -> list[str]:  # type: ignore[no-untyped-def]
     """The providers the user asked for, all of them by default; unknown names are a ConfigError."""
-    chosen = list(names) if names else list(config.providers)
-    unknown = [n for n in chosen if n not in config.providers]
-    if unknown:
-        raise ConfigError(
-            f"unknown provider(s) {', '.join(unknown)}; configured: {', '.join(config.providers) or 'none'}",
-            file=config.source,
-        )
-    if not chosen:
-        raise ConfigError("the config names no providers", file=config.source)
-    return chosen
+    return config.select(names)
 
 
 if __name__ == "__main__":  # pragma: no cover

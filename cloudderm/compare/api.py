@@ -106,7 +106,7 @@ def run_compare(
     cfg = config if isinstance(config, Config) else load_config(config)
     if policy is not None:
         cfg = cfg.model_copy(update={"policy": cfg.policy.model_copy(update={"mode": policy})})
-    names = _chosen(cfg, providers)
+    names = cfg.select(providers)
     try:
         taxonomy = get_taxonomy(cfg.taxonomy, cfg.labels)
     except ValueError as e:
@@ -181,19 +181,6 @@ def run_compare(
     finally:
         for clf in classifiers:
             clf.close()
-
-
-def _chosen(cfg: Config, names: Sequence[str] | None) -> list[str]:
-    chosen = list(dict.fromkeys(names)) if names else list(cfg.providers)
-    unknown = [n for n in chosen if n not in cfg.providers]
-    if unknown:
-        raise ConfigError(
-            f"unknown provider(s) {', '.join(unknown)}; configured: {', '.join(cfg.providers) or 'none'}",
-            file=cfg.source,
-        )
-    if not chosen:
-        raise ConfigError("the config names no providers", file=cfg.source)
-    return chosen
 
 
 def _build_all(cfg: Config, names: Sequence[str]) -> list[Classifier]:

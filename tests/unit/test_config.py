@@ -170,3 +170,13 @@ def test_custom_label_map_extends_taxonomy() -> None:
 def test_adapter_settings_base_forbids_extra() -> None:
     with pytest.raises(Exception, match="extra"):
         AdapterSettings(adapter="x", surprise=1)  # type: ignore[call-arg]
+
+
+def test_select_providers() -> None:
+    config = parse_config({"providers": {"a": {"adapter": FAKE}, "b": {"adapter": FAKE}}}, source="c.yaml")
+    assert config.select(None) == ["a", "b"]
+    assert config.select(["b", "a", "b"]) == ["b", "a"]
+    with pytest.raises(ConfigError, match="unknown provider"):
+        config.select(["z"])
+    with pytest.raises(ConfigError, match="names no providers"):
+        parse_config({}).select(None)
