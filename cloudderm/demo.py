@@ -324,6 +324,7 @@ def _mark_demo(summary: dict, models: DemoModels, uploads: Mapping[str, Any]) ->
         "warnings": [UNTRAINED_WARNING] if models.untrained else [],
     }
     if models.untrained:
+        summary["notices"] = [UNTRAINED_WARNING.upper(), *summary.get("notices", [])]
         for entry in summary["providers"].values():
             entry["warnings"] = [
                 UNTRAINED_WARNING,

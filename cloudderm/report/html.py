@@ -155,6 +155,8 @@ def render_html(summary: Mapping[str, Any], details: Details, *, images_root: Pa
         f"<li>prices as of: {_e(summary.get('pricing_as_of') or 'unknown (no dated catalog entry)')}</li>"
         "<li>metric definitions: docs/reports.md in the cloudderm repository</li></ul>",
     ]
+    for notice in summary.get("notices") or []:  # run-wide notices, e.g. the demo's untrained models
+        body.append(f'<div class="disclaimer" role="alert"><strong>{_e(notice)}</strong></div>')
     if flagged:
         items = "".join(f"<li><b>{_e(n)}</b>: {_e('; '.join(f))}</li>" for n, f in flagged)
         body.append(f'<div class="flaglist"><b>Governance flags</b><ul>{items}</ul></div>')

@@ -67,6 +67,7 @@ def render_markdown(summary: Mapping[str, Any], details: Details) -> str:
         "",
         f"> **NOT A DIAGNOSIS.** {md_escape(DISCLAIMER)}",
         "",
+        *(line for notice in summary.get("notices") or [] for line in (f"> **{md_escape(notice)}**", "")),
         f"- dataset: {md_escape(dataset.get('path') or dataset.get('name') or NA)}; "
         f"{dataset.get('n_images', NA)} images, {dataset.get('n_labelled', NA)} labelled",
         f"- taxonomy: {md_escape((summary.get('taxonomy') or {}).get('name') or NA)}",

@@ -34,6 +34,8 @@ def render_terminal(summary: Mapping[str, Any], console: Any) -> None:
     console.print(
         Panel(Text(DISCLAIMER), title=Text("NOT A DIAGNOSIS", style="bold red"), border_style="red")
     )
+    for notice in summary.get("notices") or []:
+        console.print(Panel(Text(notice, style="bold"), border_style="red"))
     names = provider_names(summary)
     if not names:
         console.print(Text("No provider results to show."))

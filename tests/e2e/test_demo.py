@@ -91,7 +91,12 @@ def test_html_report_parses_and_shows_the_warning(demo_run: tuple[int, Path, str
     assert not parser.stack, f"unclosed: {parser.stack}"
     assert {"html", "body", "table"} <= parser.seen
     assert UNTRAINED_WARNING in " ".join(" ".join(parser.text).split())
-    assert UNTRAINED_WARNING in (out / "report.md").read_text(encoding="utf-8")
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    assert UNTRAINED_WARNING in markdown
+    html = (out / "report.html").read_text(encoding="utf-8")
+    banner = f"<strong>{UNTRAINED_WARNING.upper()}</strong>"
+    assert banner in html and html.index(banner) < html.index("<table"), "the notice comes before any number"
+    assert markdown.index(UNTRAINED_WARNING.upper()) < markdown.index("|"), "and before any table in report.md"
 
 
 def test_untrained_warning_is_in_the_summary_and_the_terminal(demo_run: tuple[int, Path, str]) -> None:
