@@ -96,7 +96,7 @@ def test_html_report_parses_and_shows_the_warning(demo_run: tuple[int, Path, str
     html = (out / "report.html").read_text(encoding="utf-8")
     banner = f"<strong>{UNTRAINED_WARNING.upper()}</strong>"
     assert banner in html and html.index(banner) < html.index("<table"), "the notice comes before any number"
-    assert markdown.index(UNTRAINED_WARNING.upper()) < markdown.index("|"), "and before any table in report.md"
+    assert markdown.index(UNTRAINED_WARNING.upper()) < markdown.index("|"), "before any table"
 
 
 def test_untrained_warning_is_in_the_summary_and_the_terminal(demo_run: tuple[int, Path, str]) -> None:
