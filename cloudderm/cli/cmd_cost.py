@@ -51,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     console = Console()
     console.print(_table(estimates, args.volume))
+    for e in estimates:  # assumptions are sentences: a list reads better than a squeezed column
+        console.print(f"[bold]{e.provider}[/] assumptions:")
+        for assumption in e.assumptions:
+            console.print(f"  - {assumption}", highlight=False)
     console.print(
         f"[dim]List prices from the cloudderm catalog as of {catalog_as_of()} (USD, on-demand, "
         "before tax and "
@@ -67,7 +71,7 @@ def _table(estimates, volume: int):  # type: ignore[no-untyped-def]
     from rich.table import Table
 
     table = Table(title=f"cost at {volume:,} images/month", show_lines=True)
-    for column in ("provider", "kind", "instances", "per month", "per 1,000 images", "as of", "assumptions"):
+    for column in ("provider", "kind", "instances", "per month", "per 1,000 images", "as of"):
         table.add_column(column, overflow="fold")
     for e in estimates:
         table.add_row(
@@ -77,6 +81,5 @@ def _table(estimates, volume: int):  # type: ignore[no-untyped-def]
             _usd(e.monthly_usd),
             _usd(e.per_1k_usd),
             e.as_of or ("override" if e.kind != "unknown" else "-"),
-            "\n".join(f"- {a}" for a in e.assumptions),
         )
     return table
