@@ -88,6 +88,17 @@ def add_provider_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def positive_int(text: str) -> int:
+    """An argparse type for counts that must be at least 1 (``--limit``, ``--concurrency``...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def selected_providers(config, names: Sequence[str] | None) -> list[str]:  # type: ignore[no-untyped-def]
     """The providers the user asked for, all of them by default; unknown names are a ConfigError."""
     return config.select(names)

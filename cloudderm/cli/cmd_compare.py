@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from cloudderm.cli import EXIT_FAILURES, EXIT_OK, add_config_option, add_provider_option
+from cloudderm.cli import EXIT_FAILURES, EXIT_OK, add_config_option, add_provider_option, positive_int
 
 EXIT_INTERRUPTED = 130
 
@@ -37,23 +37,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="metadata column to break metrics down by",
     )
     p.add_argument(
-        "--concurrency", type=_positive, metavar="N", help="threads per provider (overrides config)"
+        "--concurrency", type=positive_int, metavar="N", help="threads per provider (overrides config)"
     )
-    p.add_argument("--limit", type=_positive, metavar="N", help="only the first N images")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N images")
     p.add_argument("--no-resume", action="store_true", help="discard stored answers and start fresh")
     p.add_argument("--policy", choices=("enforce", "warn"), help="override the config's policy mode")
     p.add_argument("--baseline", metavar="OLD_OUT", help="an earlier output folder to diff against")
-    p.add_argument("--volume", type=_positive, metavar="N", help="images per month, for cost projections")
+    p.add_argument("--volume", type=positive_int, metavar="N", help="images per month, for cost projections")
     p.add_argument("--split", help="split of a .npz or multi-split table dataset (default: test / all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def resume_command(args: argparse.Namespace) -> str:

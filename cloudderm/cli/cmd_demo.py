@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from cloudderm.cli import EXIT_FAILURES, EXIT_OK
+from cloudderm.cli import EXIT_FAILURES, EXIT_OK, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", default="demo-out", help="output folder (default: demo-out)")
     p.add_argument("--images", metavar="DIR", help="image folder (default: examples/images)")
     p.add_argument("--labels", metavar="CSV", help="labels CSV (default: examples/labels.csv)")
-    p.add_argument("--limit", type=_positive, metavar="N", help="only the first N images")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N images")
     p.add_argument(
         "--stand-ins",
         action="store_true",
@@ -30,13 +30,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", metavar="DIR", help="where stand-in models are kept")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

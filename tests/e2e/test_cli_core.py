@@ -102,3 +102,11 @@ def test_console_script_runs(config: Path, images) -> None:
 def test_no_command_prints_help(capsys) -> None:
     assert main([]) == 2
     assert "classify" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "abc"])
+def test_counts_must_be_positive_whole_numbers(value: str, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["compare", "images", "--limit", value])
+    assert info.value.code == 2
+    assert "--limit" in capsys.readouterr().err
