@@ -11,6 +11,40 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
+AWS_VARS_TO_HIDE = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME",
+)
+
+
+def isolate_aws(
+    mp: pytest.MonkeyPatch, tmp: Path, key_id: str, secret: str, session_token: str | None = None
+) -> None:
+    """Give boto3 exactly these credentials: the user's AWS files, profile, region and role stay out.
+
+    The config and credentials files point into ``tmp`` (absent unless a test writes ``tmp/aws-config``).
+    """
+    for var in AWS_VARS_TO_HIDE:
+        mp.delenv(var, raising=False)
+    mp.setenv("AWS_CONFIG_FILE", str(tmp / "aws-config"))
+    mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp / "aws-credentials"))
+    mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    mp.setenv("AWS_ACCESS_KEY_ID", key_id)
+    mp.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    if session_token is not None:
+        mp.setenv("AWS_SESSION_TOKEN", session_token)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data when present (real lesion photos and provider payloads); skip cleanly when absent."""

@@ -17,6 +17,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from cloudderm.adapters.sagemaker import SageMakerClassifier, SageMakerSettings
+from tests.conftest import isolate_aws
 
 HAM = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 REGION = "eu-west-2"
@@ -27,26 +28,7 @@ EVENT = "before-send.sagemaker-runtime.InvokeEndpoint"
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     """Fake credentials from the environment; the user's AWS files, profile and instance role hidden."""
-    for var in (
-        "AWS_PROFILE",
-        "AWS_DEFAULT_PROFILE",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_SESSION_TOKEN",
-        "AWS_SECURITY_TOKEN",
-        "AWS_ROLE_ARN",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME",
-    ):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDCLOUDDERMTEST")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET)
+    isolate_aws(monkeypatch, tmp_path, "AKIDCLOUDDERMTEST", FAKE_SECRET)
 
 
 def make(name: str = "sm", **overrides: Any) -> SageMakerClassifier:

@@ -15,7 +15,7 @@ import pytest
 from cloudderm.testing import cassette
 from cloudderm.testing.cassettes import Recording
 from cloudderm.testing.errors import CassetteMiss
-from tests.conftest import REPO_ROOT, make_jpeg
+from tests.conftest import REPO_ROOT, isolate_aws, make_jpeg
 from tests.e2e.loopback import (
     HAM_LABELS,
     REGION,
@@ -40,14 +40,7 @@ AWS_SESSION_TOKEN = "IQoJb3JpZ2luX2VjECanarySageMaker" + "QUJD" * 20
 
 @pytest.fixture
 def aws_canaries(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", AWS_KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
-    monkeypatch.setenv("AWS_SESSION_TOKEN", AWS_SESSION_TOKEN)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"):
-        monkeypatch.delenv(name, raising=False)
+    isolate_aws(monkeypatch, tmp_path, AWS_KEY_ID, AWS_SECRET, AWS_SESSION_TOKEN)
 
 
 def classifier(endpoint_url: str, **overrides: object) -> SageMakerClassifier:
