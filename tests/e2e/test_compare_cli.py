@@ -12,7 +12,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import ClassVar
@@ -24,6 +23,7 @@ from cloudderm.config import parse_config
 from cloudderm.testing.fakes import FakeClassifier
 from tests import stub_reports
 from tests.conftest import REPO_ROOT, make_jpeg
+from tests.e2e.process_support import wait_for_answers
 
 FAKE = "cloudderm.testing.fakes:FakeClassifier"
 KEYS = {
@@ -182,22 +182,6 @@ def test_policy_refusal_happens_before_any_call(tmp_path: Path, stubs, capsys) -
     assert all(any("policy" in w for w in r["warnings"]) for r in read_jsonl(out / "predictions.jsonl"))
 
 
-def _wait_for_answers(db: Path, proc: subprocess.Popen, at_least: int, timeout: float = 60.0) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        if db.exists():
-            try:
-                with sqlite3.connect(db, timeout=5) as conn:
-                    n = conn.execute("SELECT COUNT(*) FROM results WHERE status = 'ok'").fetchone()[0]
-            except sqlite3.OperationalError:
-                n = 0
-            if n >= at_least:
-                return n
-        time.sleep(0.05)
-    raise AssertionError("the run produced no answers in time")
-
-
 def _answered(db: Path) -> set[tuple[str, str]]:
     with sqlite3.connect(db) as conn:
         rows = conn.execute(
@@ -241,7 +225,7 @@ def test_killed_run_resumes_without_repeating_any_answered_call(tmp_path: Path, 
         "--no-progress",
     ]
     proc = _launch(args, tmp_path)
-    _wait_for_answers(out / "results.sqlite", proc, at_least=12)
+    wait_for_answers(out / "results.sqlite", proc, at_least=12)
     proc.send_signal(getattr(signal, how))
     _, stderr = proc.communicate(timeout=60)
     answered = _answered(out / "results.sqlite")

@@ -14,7 +14,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from cloudderm.testing.emulators import EmulatedEndpoint, Emulator, FaultPlan, L
 from cloudderm.testing.fakes import FakeClassifier
 from tests.conftest import REPO_ROOT, make_jpeg
 from tests.e2e.emulator_support import emulator_aws_env
+from tests.e2e.process_support import wait_for_answers
 
 pytest.importorskip("boto3")
 pytest.importorskip("azure.core")
@@ -152,22 +152,6 @@ def _launch(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     )
 
 
-def _wait_for_answers(db: Path, proc: subprocess.Popen, at_least: int, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        if db.exists():
-            try:
-                with sqlite3.connect(db, timeout=5) as conn:
-                    done = conn.execute("SELECT COUNT(*) FROM results WHERE status = 'ok'").fetchone()[0]
-            except sqlite3.OperationalError:
-                done = 0
-            if done >= at_least:
-                return
-        time.sleep(0.05)
-    raise AssertionError("the compare process produced no answers in time")
-
-
 def test_killed_compare_resumes_without_resending_answered_images(tmp_path: Path) -> None:
     n = 120
     sources = write_images(tmp_path / "images", n)
@@ -188,7 +172,7 @@ def test_killed_compare_resumes_without_resending_answered_images(tmp_path: Path
         args = ["compare", str(tmp_path / "images"), "-c", str(config), "-o", str(out), "--no-progress"]
         env = dict(os.environ)
         proc = _launch(args, env)
-        _wait_for_answers(out / "results.sqlite", proc, at_least=40)
+        wait_for_answers(out / "results.sqlite", proc, at_least=40)
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
         assert proc.returncode == -signal.SIGKILL
