@@ -30,25 +30,9 @@ from cloudderm.images import prepare
 from cloudderm.testing.emulators import EmulatedEndpoint, Emulator, FaultPlan, Latency, find_metadata
 from cloudderm.testing.fakes import FakeClassifier
 from tests.conftest import REPO_ROOT, make_jpeg
+from tests.unit.emulator_http import automl_body, post
 
 KEY = {"Authorization": "Bearer emulator-key"}
-
-
-def post(
-    url: str, body: bytes, headers: dict[str, str] | None = None, timeout: float = 10
-) -> tuple[int, dict, bytes]:
-    request = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
-
-
-def automl(image: bytes) -> bytes:
-    return json.dumps(
-        {"input_data": {"columns": ["image"], "data": [base64.b64encode(image).decode()]}}
-    ).encode()
 
 
 def images(n: int) -> list[bytes]:
@@ -123,7 +107,7 @@ def outcome(status: int, body: bytes) -> str | None:
 def run_concurrently(plan: FaultPlan, uploads: list[bytes]) -> tuple[dict[str, str | None], dict]:
     with Emulator({"skin": FakeClassifier("fake")}, faults=plan) as emu, ThreadPoolExecutor(8) as pool:
         url = emu.azure_scoring_uri("skin")
-        results = list(pool.map(lambda img: outcome(*post(url, automl(img), KEY)[::2]), uploads))
+        results = list(pool.map(lambda img: outcome(*post(url, automl_body(img), KEY)[::2]), uploads))
         stats = emu.endpoint_stats("azureml", "skin")
     return {hashlib.sha256(img).hexdigest(): r for img, r in zip(uploads, results)}, dict(stats.faults)
 
@@ -147,7 +131,7 @@ def test_retries_of_one_image_follow_the_attempt_sequence() -> None:
     with Emulator({"skin": FakeClassifier("fake")}, faults=plan) as emu:
         seen = []
         for _ in range(12):
-            status, headers, body = post(emu.azure_scoring_uri("skin"), automl(image), KEY)
+            status, headers, body = post(emu.azure_scoring_uri("skin"), automl_body(image), KEY)
             seen.append(outcome(status, body))
             if status == 429:
                 assert headers["Retry-After"] == "0.5"
@@ -160,7 +144,7 @@ def test_malformed_bodies_are_200_with_unparseable_json() -> None:
     fake = FakeClassifier("fake")
     with Emulator({"s": fake}, faults=FaultPlan(rates={"malformed": 1.0})) as emu:
         for url, body, headers in [
-            (emu.azure_scoring_uri("s"), automl(make_jpeg((1, 2, 3))), KEY),
+            (emu.azure_scoring_uri("s"), automl_body(make_jpeg((1, 2, 3))), KEY),
             (
                 f"{emu.sagemaker_url}/endpoints/s/invocations",
                 make_jpeg((1, 2, 3)),
@@ -188,7 +172,7 @@ def test_timeout_holds_past_the_client_timeout_and_close_cuts_it_short() -> None
     emu.start()
     try:
         with pytest.raises((TimeoutError, urllib.error.URLError)):
-            post(emu.azure_scoring_uri("s"), automl(make_jpeg((5, 5, 5))), KEY, timeout=0.3)
+            post(emu.azure_scoring_uri("s"), automl_body(make_jpeg((5, 5, 5))), KEY, timeout=0.3)
         deadline = time.monotonic() + 30  # on a busy machine the server may count it after the client gave up
         while emu.endpoint_stats("azureml", "s").faults != {"timeout": 1} and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -210,7 +194,7 @@ def test_short_holds_end_with_each_providers_timeout_answer() -> None:
             f"{emu.sagemaker_url}/endpoints/s/invocations", image, {"Content-Type": "application/x-image"}
         )
         assert status == 424 and json.loads(body)["OriginalStatusCode"] == 0
-        assert post(emu.azure_scoring_uri("s"), automl(image), KEY)[0] == 408
+        assert post(emu.azure_scoring_uri("s"), automl_body(image), KEY)[0] == 408
         vertex = json.dumps({"instances": [{"content": base64.b64encode(image).decode()}]}).encode()
         status, _, body = post(f"{emu.base_url}/v1/{emu.vertex_endpoint_path('s')}:predict", vertex)
         assert status == 504 and json.loads(body)["error"]["status"] == "DEADLINE_EXCEEDED"
@@ -226,7 +210,7 @@ def test_backend_failures_and_undecodable_images_become_provider_errors() -> Non
             {"Content-Type": "application/x-image"},
         )
         assert status == 424 and json.loads(body)["OriginalStatusCode"] == 500
-        status, headers, _ = post(emu.azure_scoring_uri("s"), automl(make_jpeg((1, 1, 1))), KEY)
+        status, headers, _ = post(emu.azure_scoring_uri("s"), automl_body(make_jpeg((1, 1, 1))), KEY)
         assert status == 424 and headers["ms-azureml-model-error-statuscode"] == "500"
         status, _, body = post(
             f"{emu.sagemaker_url}/endpoints/s/invocations",
@@ -381,7 +365,7 @@ def test_cli_serves_a_configured_backend_until_interrupted(tmp_path) -> None:
         text = "".join(banner)
         base = re.search(r"listening on (http://127\.0\.0\.1:\d+)", text)[1]
         assert f"scoring_uri: {base}/azureml/skin/score" in text and "FAKE" not in text
-        status, headers, _ = post(f"{base}/azureml/skin/score", automl(make_jpeg((3, 3, 3))), KEY)
+        status, headers, _ = post(f"{base}/azureml/skin/score", automl_body(make_jpeg((3, 3, 3))), KEY)
         assert status == 429 and headers["Retry-After"] == "1"
     finally:
         process.send_signal(signal.SIGINT)

@@ -22,6 +22,7 @@ from cloudderm.testing.emulators import EmulatedEndpoint, Emulator, FaultPlan
 from cloudderm.testing.fakes import HAM_CODES, FakeClassifier
 from cloudderm.testing.wire import VERTEX_MAX_REQUEST_BYTES
 from tests.conftest import make_jpeg
+from tests.unit.emulator_http import automl_body, b64, post
 
 IMG = make_jpeg((200, 120, 90))
 
@@ -32,21 +33,6 @@ def expected_scores(fake: FakeClassifier, data: bytes) -> list[float]:
     The backend scores the very bytes that arrived, so its answer is keyed by their own hash.
     """
     return [score for _, score in fake.scores_for(hashlib.sha256(data).hexdigest())]
-
-
-def post(
-    url: str, body: bytes, headers: dict[str, str] | None = None, timeout: float = 10
-) -> tuple[int, dict, bytes]:
-    request = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 @pytest.fixture
@@ -201,10 +187,6 @@ def test_sagemaker_accepts_any_signature(emu: Emulator, fake: FakeClassifier) ->
 
 
 # ---- Azure ML --------------------------------------------------------------------------------------------
-def automl_body(*images: bytes) -> bytes:
-    return json.dumps({"input_data": {"columns": ["image"], "data": [b64(i) for i in images]}}).encode()
-
-
 def test_azure_automl_one_item_per_image(emu: Emulator, fake: FakeClassifier) -> None:
     other = make_jpeg((20, 40, 200), (40, 40))
     status, headers, body = post(
