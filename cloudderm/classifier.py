@@ -103,6 +103,14 @@ class Classifier(ABC):
         taxonomy: Taxonomy = HAM10000,
         retry_policy: RetryPolicy | None = None,
     ) -> None:
+        if not isinstance(settings, self.Settings):
+            from cloudderm.errors import ConfigError
+
+            raise ConfigError(
+                f"settings must be {self.Settings.__name__}, not {type(settings).__name__}",
+                provider=name,
+                field="adapter",
+            )
         self.name = name
         self.settings = settings
         self.taxonomy = taxonomy.with_synonyms(settings.label_map)

@@ -125,8 +125,6 @@ class SageMakerClassifier(Classifier):
     Settings = SageMakerSettings
 
     def __init__(self, name: str, settings: SageMakerSettings, **kwargs: Any) -> None:
-        if not isinstance(settings, SageMakerSettings):
-            raise ConfigError("settings must be SageMakerSettings", provider=name)
         super().__init__(name, settings, **kwargs)
         self.sm = settings
         self.timeout_s = settings.timeout_s or DEFAULT_TIMEOUT_S

@@ -135,8 +135,6 @@ class VertexClassifier(Classifier):
     Settings = VertexSettings
 
     def __init__(self, name: str, settings: VertexSettings, **kwargs: Any) -> None:
-        if not isinstance(settings, VertexSettings):
-            raise ConfigError("settings must be VertexSettings", provider=name, field="adapter")
         super().__init__(name, settings, **kwargs)
         self.vertex_settings = settings
         self.max_batch_size = settings.max_instances

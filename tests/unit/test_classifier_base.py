@@ -124,3 +124,11 @@ def test_retry_policy_honours_retry_after_and_caps() -> None:
     assert 0 <= policy.delay(10, ProviderThrottled("x")) <= 2
     with pytest.raises(ProviderThrottled):
         call_with_retries(lambda: (_ for _ in ()).throw(ProviderThrottled("x")), policy, sleep=lambda s: None)
+
+
+def test_settings_of_another_adapter_are_refused() -> None:
+    from cloudderm.classifier import AdapterSettings
+    from cloudderm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="settings must be FakeSettings, not AdapterSettings"):
+        FakeClassifier("f", AdapterSettings(adapter="fake"))
