@@ -12,7 +12,6 @@ statuses up to ``max_retries`` times, honouring ``Retry-After``; every error tha
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -34,6 +33,7 @@ from cloudderm.adapters._azureml_wire import (
     split_requests,
     truncation_warning,
 )
+from cloudderm.adapters._net import is_loopback
 from cloudderm.classifier import AdapterSettings, Classifier, ImageLimits, RawResult
 from cloudderm.errors import (
     ConfigError,
@@ -71,15 +71,6 @@ class AzureMLSettings(AdapterSettings):
     resource_group: str | None = None
     workspace: str | None = None
     endpoint_name: str | None = None
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class AzureMLClassifier(Classifier):
@@ -139,7 +130,7 @@ class AzureMLClassifier(Classifier):
         if s.scoring_uri is not None:
             parsed = urlparse(s.scoring_uri)
             host = parsed.hostname or ""
-            secure = parsed.scheme == "https" or (parsed.scheme == "http" and _is_loopback(host))
+            secure = parsed.scheme == "https" or (parsed.scheme == "http" and is_loopback(host))
             if not host or not secure:
                 raise self._fail(
                     "must be an https:// URL (plain http only for a loopback emulator), e.g. "
@@ -175,7 +166,7 @@ class AzureMLClassifier(Classifier):
             service="Azure Machine Learning managed online endpoint",
             vendor="azure",
             region=self.region,
-            data_leaves_machine=not _is_loopback(urlparse(self._scoring_uri or "").hostname or ""),
+            data_leaves_machine=not is_loopback(self._scoring_uri),
         )
 
     def model_facts(self) -> ModelFacts | None:

@@ -14,7 +14,6 @@ their latency inside one measured call.
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +21,7 @@ from urllib.parse import urlparse
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
+from cloudderm.adapters._net import is_loopback
 from cloudderm.adapters.sagemaker_formats import (
     MAX_PAYLOAD_BYTES,
     PROBABILITY_ONLY_FORMATS,
@@ -160,7 +160,7 @@ class SageMakerClassifier(Classifier):
             service=SERVICE,
             vendor="aws",
             region=self.region,
-            data_leaves_machine=not _is_loopback(self.sm.endpoint_url),
+            data_leaves_machine=not is_loopback(self.sm.endpoint_url),
         )
 
     def model_facts(self) -> ModelFacts:
@@ -424,16 +424,3 @@ def _retry_after(headers: dict[str, Any]) -> float | None:
 
 def _excerpt(text: str) -> str:
     return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "…"
-
-
-def _is_loopback(url: str | None) -> bool:
-    """Whether ``endpoint_url`` points at this machine (an emulator): then the image never leaves it."""
-    if not url:
-        return False
-    host = urlparse(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -13,7 +13,6 @@ The wire format and the byte budget live in :mod:`cloudderm.adapters.vertex_code
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import threading
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from cloudderm.adapters._net import is_loopback
 from cloudderm.adapters.vertex_codec import (
     DecodeSpec,
     ImageTooLarge,
@@ -176,7 +176,7 @@ class VertexClassifier(Classifier):
             service="Vertex AI online prediction",
             vendor="gcp",
             region=self.vertex_settings.location,
-            data_leaves_machine=not _is_loopback(self.host),
+            data_leaves_machine=not is_loopback(self.host),
         )
 
     def model_facts(self) -> ModelFacts:
@@ -373,13 +373,3 @@ def _api_host(settings: VertexSettings) -> str:
     if settings.location == "global":
         return "aiplatform.googleapis.com"
     return f"{settings.location}-aiplatform.googleapis.com"
-
-
-def _is_loopback(host: str) -> bool:
-    hostname = urlsplit(host if "://" in host else f"//{host}").hostname or ""
-    if hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
