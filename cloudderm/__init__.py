@@ -7,8 +7,9 @@ Imports stay light (no cloud SDK, no torch): adapters load their SDKs on first u
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from cloudderm._lazy import lazy_getattr
 from cloudderm.errors import (
     CloudDermError,
     ConfigError,
@@ -64,14 +65,5 @@ _LAZY = {
     "prepare": "cloudderm.images",
 }
 
-
-def __getattr__(name: str) -> Any:
-    """Import pydantic, PIL and YAML only when first used, so ``import cloudderm`` stays fast."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cloudderm' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+# pydantic, PIL and YAML load only when one of these names is first used, so ``import cloudderm`` is fast.
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -10,7 +10,9 @@ Submodules load on first use so importing the package stays cheap.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cloudderm._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from cloudderm.compare.api import CompareInterrupted, run_compare
@@ -26,13 +28,4 @@ _LAZY = {
     "open_dataset": "cloudderm.compare.datasets",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cloudderm.compare' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
