@@ -166,14 +166,14 @@ class Classifier(ABC):
         """Classify several images, in provider-sized batches; one Prediction per image, in order."""
         prepared = [self.prepare(image) for image in images]
         results: list[Prediction] = []
-        for chunk in self._chunks(prepared):
+        for chunk in self.plan_batches(prepared):
             results.extend(call_with_retries(lambda c=chunk: self.classify_prepared(c), self.retry_policy))
         return results
 
     def classify_prepared(self, images: Sequence[PreparedImage]) -> list[Prediction]:
         """Classify already-prepared images without retrying (the runner owns retries and pacing)."""
         out: list[Prediction] = []
-        for chunk in self._chunks(images):
+        for chunk in self.plan_batches(images):
             started = time.perf_counter()
             raws = self._infer(chunk)
             elapsed_ms = (time.perf_counter() - started) * 1000.0
@@ -216,11 +216,15 @@ class Classifier(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, model={self.model_id!r})"
 
-    # ---- internals ------------------------------------------------------------------------------
-    def _chunks(self, images: Sequence[PreparedImage]) -> list[Sequence[PreparedImage]]:
+    def plan_batches(self, images: Sequence[PreparedImage]) -> list[Sequence[PreparedImage]]:
+        """Split images into the groups sent per call: ``max_batch_size`` at a time by default.
+
+        Adapters whose provider limits a request by bytes rather than by count (Vertex AI) override this.
+        """
         size = max(1, self.max_batch_size)
         return [images[i : i + size] for i in range(0, len(images), size)]
 
+    # ---- internals ------------------------------------------------------------------------------
     def _finish(self, image: PreparedImage, raw: RawResult, latency_ms: float, batch: int) -> Prediction:
         """Normalise one decoded answer into a Prediction with taxonomy, warnings and cost."""
         labels = [LabelScore(label=str(lbl), score=_clamp(score)) for lbl, score in raw.labels]

@@ -204,7 +204,7 @@ class VertexClassifier(Classifier):
             ) from None
 
     # ---- batching by bytes --------------------------------------------------------------------------
-    def _chunks(self, images: Sequence[PreparedImage]) -> list[Sequence[PreparedImage]]:
+    def plan_batches(self, images: Sequence[PreparedImage]) -> list[Sequence[PreparedImage]]:
         """Pack images into requests under ``max_request_bytes`` (the base class packs by count only)."""
         try:
             groups = self.budget.pack([image.size_bytes for image in images])
