@@ -115,9 +115,6 @@ class Dataset:
         clone.entries = self.entries[:n]
         return clone
 
-    def metadata_values(self, entry: Entry) -> dict[str, str | None]:
-        return dict(zip(self.columns, entry.meta))
-
     def describe(self) -> dict:
         """What ``summary.json["dataset"]`` records about where the images came from."""
         return {

@@ -131,10 +131,6 @@ class Runner:
         """Stop taking new work; in-flight calls finish and are recorded."""
         self._stop.set()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     def _sleep(self, seconds: float) -> None:
         if self._external_sleep is not None:
             self._external_sleep(seconds)
