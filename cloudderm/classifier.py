@@ -8,12 +8,13 @@ out-of-domain and intended-use warnings, cost attribution and retries for direct
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from cloudderm.governance.card import GovernanceCard, ModelFacts, ServiceFacts
     from cloudderm.pricing import PricingModel
 
-__all__ = ["AdapterSettings", "Classifier", "ImageLimits", "RawResult"]
+__all__ = ["AdapterSettings", "Classifier", "ImageLimits", "Outcome", "RawResult", "Usage"]
 
 OUT_OF_DOMAIN_WARNING = (
     "out-of-domain: the model's top label {label!r} is not a skin-lesion class in the {taxonomy} taxonomy"
@@ -71,9 +72,37 @@ class ImageLimits:
         return ImageLimits(stricter(self.max_bytes, other.max_bytes), stricter(self.max_side, other.max_side))
 
 
+Outcome = Literal["answered", "abstained", "unparseable"]
+"""How a call ended: a label, a refusal/filter/"cannot determine" (abstained) or text that is no answer."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one call consumed, as the provider reported it (tokens for generative models)."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    billed_units: float | None = None
+
+    def __add__(self, other: Usage) -> Usage:
+        def plus(a: float | None, b: float | None) -> Any:
+            return b if a is None else a if b is None else a + b
+
+        return Usage(
+            plus(self.input_tokens, other.input_tokens),
+            plus(self.output_tokens, other.output_tokens),
+            plus(self.billed_units, other.billed_units),
+        )
+
+
 @dataclass
 class RawResult:
-    """What an adapter decoded from one image's answer, before normalisation."""
+    """What an adapter decoded from one image's answer, before normalisation.
+
+    ``outcome`` is "answered" for classifiers; a generative model may abstain (``reason`` says why) or
+    answer with text that is no label (``reason`` keeps at most 200 characters of it). ``labels`` may then
+    be empty: an abstention is never turned into a label.
+    """
 
     labels: list[tuple[str, float]]
     model: str | None = None
@@ -81,6 +110,9 @@ class RawResult:
     warnings: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     scores_independent: bool = False
+    outcome: Outcome = "answered"
+    reason: str | None = None
+    usage: Usage | None = None
 
 
 class Classifier(ABC):
@@ -151,6 +183,10 @@ class Classifier(ABC):
 
     def close(self) -> None:
         """Release clients, sessions and models."""
+
+    def hash_extras(self) -> dict[str, Any]:
+        """What decides the answers beyond the settings (a generative model's rendered prompt); hashed."""
+        return {}
 
     # ---- provided to users ----------------------------------------------------------------------
     def prepare(self, image: ImageLike | PreparedImage) -> PreparedImage:
@@ -248,6 +284,9 @@ class Classifier(ABC):
             details.setdefault("batch_size", batch)
         pricing = self.pricing
         cost = pricing.cost_per_call(batch) if pricing is not None else None
+        cost_for_usage = getattr(pricing, "cost_for_usage", None)
+        if raw.usage is not None and cost_for_usage is not None:
+            cost = cost_for_usage(raw.usage)  # token-priced: this call's own measured usage
         return Prediction(
             provider=self.name,
             adapter=self.adapter,
@@ -261,6 +300,9 @@ class Classifier(ABC):
             request_id=raw.request_id,
             warnings=list(dict.fromkeys(warnings)),
             provider_details=details,
+            outcome=raw.outcome,
+            reason=raw.reason,
+            usage=None if raw.usage is None else dataclasses.asdict(raw.usage),
         )
 
     def _returns_all_labels(self, raw: RawResult) -> bool:

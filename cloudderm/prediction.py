@@ -43,6 +43,9 @@ class Prediction(BaseModel):
     request_id: str | None = None
     warnings: list[str] = Field(default_factory=list)
     provider_details: dict[str, Any] = Field(default_factory=dict)
+    outcome: Literal["answered", "abstained", "unparseable"] = "answered"
+    reason: str | None = None
+    usage: dict[str, Any] | None = None
 
     @field_validator("labels")
     @classmethod
@@ -57,7 +60,14 @@ class Prediction(BaseModel):
             raise ValueError(f"prediction from {self.provider!r} has no labels")
         return self.labels[0]
 
+    @property
+    def answered(self) -> bool:
+        """Whether the provider gave a label (a generative model may abstain or answer unparseably)."""
+        return self.outcome == "answered" and bool(self.labels)
+
     def __str__(self) -> str:
+        if not self.answered:
+            return f"{self.provider}: {self.outcome} ({self.reason or 'no reason given'})"
         top = self.top
         code = f" [{self.canonical}]" if self.canonical else ""
         return f"{self.provider}: {top.label}{code} {top.score:.3f} ({self.latency_ms:.0f} ms)"

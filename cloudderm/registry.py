@@ -49,6 +49,11 @@ BUILTIN_ADAPTERS: Mapping[str, AdapterSpec] = MappingProxyType(
         "vertex": AdapterSpec(
             "cloudderm.adapters.vertex:VertexClassifier", "gcp", "Google Vertex AI endpoint"
         ),
+        "openai": AdapterSpec(
+            "cloudderm.adapters.openai_vlm:OpenAIClassifier",
+            "openai",
+            "vision-language model via OpenAI / Azure OpenAI / OpenAI-compatible chat completions",
+        ),
     }
 )
 

@@ -11,6 +11,7 @@ Rules (``policy:`` in the config):
   eligibility fails (fail closed). Local models pass: images never leave the machine.
 * ``forbid_models_prohibited_for: [medical-diagnosis]``: refuse models whose card prohibits those uses.
 * ``intended_use``: refuse a model whose card prohibits, or lists as out of scope, that use.
+* ``allow_general_purpose_models: false``: refuse every general-purpose VLM provider (OpenAI, ...).
 
 Use names match loosely ("Medical diagnosis" == "medical-diagnosis").
 """
@@ -92,9 +93,25 @@ def _use_findings(classifier: Classifier, policy: Policy) -> list[tuple[str, str
     return findings
 
 
+def _general_purpose_findings(classifier: Classifier, policy: Policy) -> list[tuple[str, str]]:
+    if policy.allow_general_purpose_models:
+        return []
+    facts = classifier.service_facts()
+    if not facts.general_purpose_model:
+        return []
+    return [
+        (
+            "allow_general_purpose_models",
+            f"{facts.service} is a general-purpose model provider ({facts.vendor}, model "
+            f"{classifier.model_id!r}) and the policy forbids sending images to one",
+        )
+    ]
+
+
 def policy_findings(classifier: Classifier, policy: Policy) -> list[tuple[str, str]]:
     """Every (rule, fact) the classifier breaks under ``policy``; empty when it complies."""
     return [
+        *_general_purpose_findings(classifier, policy),
         *_region_findings(classifier, policy),
         *_hipaa_findings(classifier, policy),
         *_use_findings(classifier, policy),

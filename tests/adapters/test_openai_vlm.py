@@ -1,0 +1,306 @@
+"""The ``openai`` adapter through the official SDK on loopback servers: the emulator and real envelopes."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("openai")
+
+from cloudderm.adapters.openai_vlm import OpenAIClassifier, OpenAISettings
+from cloudderm.cli import EXIT_POLICY, main
+from cloudderm.compare.store import config_hash
+from cloudderm.errors import PolicyViolation, ProviderThrottled
+from cloudderm.governance.policy import enforce_policy
+from cloudderm.images import prepare
+from cloudderm.retry import RetryPolicy
+from cloudderm.testing.emulator_server import EmulatorServer
+from cloudderm.testing.fakes import FakeClassifier
+from cloudderm.testing.openai_emulator import OpenAIEmulator, OpenAIFaults
+from cloudderm.testing.wire import Reply
+from tests.adapters.conformance import ClassifierConformance
+from tests.conftest import make_jpeg
+
+KEY = "sk-test-emulator-0123456789"
+
+
+def _classifier(base_url: str, **overrides: Any) -> OpenAIClassifier:
+    settings = OpenAISettings(model="gpt-4o", base_url=base_url, api_key=KEY, **overrides)
+    return OpenAIClassifier("gpt4o", settings)
+
+
+@pytest.fixture
+def emulator():
+    backend = FakeClassifier("fake")
+    with OpenAIEmulator(backend, api_key=KEY) as emu:
+        yield emu
+
+
+class TestOpenAIConformance(ClassifierConformance):
+    @pytest.fixture
+    def classifier(self, emulator):
+        with _classifier(emulator.base_url) as clf:
+            yield clf
+
+    @pytest.fixture
+    def secret_values(self) -> list[str]:
+        return [KEY]
+
+
+def test_answer_is_the_backend_label_with_stated_confidence(emulator, sample_images) -> None:
+    with _classifier(emulator.base_url) as clf:
+        prediction = clf.classify(sample_images[0])
+        sent = clf.prepare(sample_images[0]).data  # what went on the wire; the emulator prepares it again
+    expected = FakeClassifier("fake").classify(prepare(sent))
+    assert prediction.outcome == "answered"
+    assert prediction.canonical == expected.canonical
+    assert prediction.top.score == pytest.approx(expected.top.score, abs=5e-5)  # emulator rounds to 4 places
+    assert prediction.provider_details["score_source"] == "stated-confidence"
+    assert prediction.usage["input_tokens"] > 85 and prediction.usage["output_tokens"] > 0
+    assert any("general-purpose" in w for w in prediction.warnings)
+
+
+def test_the_image_sent_is_prepared_and_metadata_free(emulator) -> None:
+    with _classifier(emulator.base_url) as clf:
+        clf.classify(make_jpeg((200, 30, 30), gps=True))
+    assert emulator.app.counts["requests"] == 1
+    assert emulator.app.metadata_seen is False
+
+
+def test_request_body_follows_the_recorded_shape(provider_payloads: Path, sample_images) -> None:
+    recorded = json.loads((provider_payloads / "vlm" / "openai_chat-image-base64_request.json").read_text())
+    clf = _classifier("http://127.0.0.1:9/v1")
+    body = clf.request_body(prepare(sample_images[0]))
+    recorded_parts = [p["type"] for p in recorded["messages"][0]["content"]]
+    assert [p["type"] for p in body["messages"][0]["content"]] == recorded_parts == ["text", "image_url"]
+    assert body["messages"][0]["content"][1]["image_url"]["url"].startswith("data:image/")
+    assert body["response_format"]["json_schema"]["strict"] is True
+
+
+@pytest.mark.parametrize(
+    ("fault", "outcome", "reason_part"),
+    [
+        ("refusal", "abstained", "refusal: I'm sorry"),
+        ("content_filter", "abstained", "violence=high"),
+        ("filter400", "abstained", "sexual=medium"),
+        ("malformed", "unparseable", '{"label": "mel", "confid'),
+    ],
+)
+def test_injected_faults_become_outcomes_not_errors(sample_images, fault, outcome, reason_part) -> None:
+    faults = OpenAIFaults.parse(f"{fault}=1")
+    with OpenAIEmulator(FakeClassifier("fake"), faults=faults) as emu, _classifier(emu.base_url) as clf:
+        prediction = clf.classify(sample_images[0])
+    assert prediction.outcome == outcome
+    assert reason_part in prediction.reason
+    assert prediction.labels == [] and prediction.canonical is None
+    assert not any("out-of-domain" in w for w in prediction.warnings)
+
+
+def test_429_is_retryable_and_retried(sample_images) -> None:
+    faults = OpenAIFaults.parse("429=1", retry_after_s=7)
+    with (
+        OpenAIEmulator(FakeClassifier("fake"), faults=faults) as emu,
+        _classifier(emu.base_url) as clf,
+        pytest.raises(ProviderThrottled) as info,
+    ):
+        clf.classify_prepared([prepare(sample_images[0])])
+    assert info.value.retryable and info.value.retry_after == 7
+    faults = OpenAIFaults.parse("429=0.5", seed="3", retry_after_s=0)
+    with OpenAIEmulator(FakeClassifier("fake"), faults=faults) as emu:
+        settings = OpenAISettings(model="gpt-4o", base_url=emu.base_url, api_key=KEY)
+        clf = OpenAIClassifier("gpt4o", settings, retry_policy=RetryPolicy(max_retries=8, base_delay_s=0))
+        with clf:
+            predictions = clf.classify_batch(sample_images)
+        assert all(p.outcome == "answered" for p in predictions)
+        assert emu.app.counts["fault_429"] > 0
+
+
+def test_self_consistency_votes(sample_images) -> None:
+    faults = OpenAIFaults.parse("refusal=0.5", seed="1")
+    with OpenAIEmulator(FakeClassifier("fake"), faults=faults) as emu:
+        # the same body repeats per sample; the emulator decides faults per arrival, so votes can differ
+        clf = _classifier(emu.base_url, samples=4, temperature=0.7)
+        with clf:
+            prediction = clf.classify(sample_images[1])
+    details = prediction.provider_details
+    assert details["score_source"] == "vote-share" and details["samples"] == 4
+    answered = details["outcomes"].count("answered")
+    if answered:
+        assert prediction.top.score == pytest.approx(answered / 4)
+    else:
+        assert prediction.outcome == "abstained"
+    assert prediction.usage["input_tokens"] > 4 * 85  # four calls' tokens summed
+
+
+def test_prompt_enters_the_config_hash(tmp_path) -> None:
+    template = tmp_path / "p.txt"
+    template.write_text("Classes:\n{labels}\nJSON.", encoding="utf-8")
+    settings = OpenAISettings(model="gpt-4o", base_url="http://127.0.0.1:9/v1", prompt=str(template))
+    first = OpenAIClassifier("a", settings)
+    template.write_text("Classes:\n{labels}\nJSON only, please.", encoding="utf-8")
+    second = OpenAIClassifier("a", settings)
+    assert config_hash(settings, first.hash_extras()) != config_hash(settings, second.hash_extras())
+    assert "sha256" not in str(settings.model_dump())  # identity comes from the rendered text, not the path
+
+
+def test_policy_refuses_general_purpose_models_before_any_byte(tmp_path, emulator, sample_images) -> None:
+    from cloudderm.config import Policy
+
+    clf = _classifier(emulator.base_url)
+    with pytest.raises(PolicyViolation, match="general-purpose"):
+        enforce_policy(clf, Policy(allow_general_purpose_models=False))
+    image = tmp_path / "a.jpg"
+    image.write_bytes(sample_images[0])
+    config = tmp_path / "cloudderm.yaml"
+    config.write_text(
+        "policy:\n  allow_general_purpose_models: false\nproviders:\n  gpt4o:\n    adapter: openai\n"
+        f"    model: gpt-4o\n    base_url: {emulator.base_url}\n    api_key: {KEY}\n",
+        encoding="utf-8",
+    )
+    assert main(["classify", "-c", str(config), str(image)]) == EXIT_POLICY
+    assert emulator.app.counts["requests"] == 0
+
+
+def test_samples_with_temperature_zero_is_a_usage_error(tmp_path, sample_images) -> None:
+    image = tmp_path / "a.jpg"
+    image.write_bytes(sample_images[0])
+    config = tmp_path / "cloudderm.yaml"
+    config.write_text(
+        "providers:\n  gpt4o:\n    adapter: openai\n    model: gpt-4o\n    samples: 3\n", encoding="utf-8"
+    )
+    assert main(["classify", "-c", str(config), str(image)]) == 2
+
+
+# ---- the recorded envelopes, served on loopback and decoded through the SDK -----------------------------
+class _Canned:
+    """Answers every POST with one recorded response body (optionally with only the content changed)."""
+
+    def __init__(self, body: dict[str, Any], status: int = 200) -> None:
+        self.body, self.status, self.stop = body, status, threading.Event()
+        self.requests: list[dict[str, Any]] = []
+
+    def handle(self, method: str, target: str, headers: Any, body: bytes) -> Reply:
+        self.requests.append(json.loads(body))
+        return Reply(self.status, json.dumps(self.body).encode(), {"Content-Type": "application/json"})
+
+
+def _serve(body: dict[str, Any], sample: bytes, **overrides: Any):
+    app = _Canned(body)
+    server = EmulatorServer(app)  # type: ignore[arg-type]
+    server.start()
+    try:
+        with _classifier(f"http://127.0.0.1:{server.port}/v1", **overrides) as clf:
+            return clf.classify(sample), app
+    finally:
+        server.close()
+
+
+RESPONSES = {
+    "openai_chat-image-base64_response.json": (1119, 10),
+    "openai_chat-image-url_response.json": (269, 23),
+    "openai_chat-image-spec-example_response.json": None,
+    "openai_chat-json-schema-textonly_response.json": None,
+    "openai_chat-logprobs-textonly-spec-example_response.json": None,
+    "azure_chat-image-doc-sample_response.json": (1156, 80),
+    "azure_chat-textonly_response.json": None,
+    "huggingface_router-chat-image-base64_response.json": (448, 38),
+    "tgi_chat-image-url-qwen2.5-vl_response.json": None,
+}
+
+
+@pytest.mark.parametrize("name", sorted(RESPONSES))
+def test_every_recorded_chat_envelope_decodes(provider_payloads: Path, sample_images, name) -> None:
+    body = json.loads((provider_payloads / "vlm" / name).read_text())
+    prediction, _ = _serve(body, sample_images[0])
+    # These recordings answer other questions (a kiwi, a tuxedo, Mexico City): prose is never a label.
+    assert prediction.outcome in ("unparseable", "abstained")
+    assert prediction.labels == []
+    assert prediction.model == body["model"]
+    tokens = RESPONSES[name]
+    if tokens is not None:
+        assert (prediction.usage["input_tokens"], prediction.usage["output_tokens"]) == tokens
+    if name.startswith("azure_"):
+        assert prediction.provider_details["prompt_filter_results"] == body["prompt_filter_results"]
+        assert (
+            prediction.provider_details["content_filter_results"]
+            == body["choices"][0]["content_filter_results"]
+        )
+
+
+def test_dermatology_answer_inside_the_real_azure_envelope(provider_payloads: Path, sample_images) -> None:
+    """Only ``choices[0].message.content`` of the Azure doc sample was changed (to a JSON answer)."""
+    body = json.loads((provider_payloads / "vlm" / "azure_chat-image-doc-sample_response.json").read_text())
+    body["choices"][0]["message"]["content"] = '{"label": "bcc", "confidence": 0.64}'
+    prediction, app = _serve(body, sample_images[0])
+    assert (prediction.outcome, prediction.canonical, prediction.top.score) == ("answered", "bcc", 0.64)
+    assert prediction.request_id == body["id"]
+    sent = app.requests[0]["messages"][0]["content"][1]["image_url"]["url"]
+    assert sent.startswith("data:image/jpeg;base64,")
+
+
+def test_logprobs_score_inside_the_real_logprobs_envelope(provider_payloads: Path, sample_images) -> None:
+    """Only the content string and its token list in the spec's logprobs example were changed."""
+    path = provider_payloads / "vlm" / "openai_chat-logprobs-textonly-spec-example_response.json"
+    body = json.loads(path.read_text())
+    tokens = [("nv", -0.105)]
+    body["choices"][0]["message"]["content"] = "nv"
+    body["choices"][0]["logprobs"]["content"] = [
+        {"token": t, "logprob": lp, "bytes": list(t.encode()), "top_logprobs": []} for t, lp in tokens
+    ]
+    prediction, app = _serve(body, sample_images[0], logprobs=True, response_format="text")
+    assert app.requests[0]["logprobs"] is True and "response_format" not in app.requests[0]
+    assert prediction.provider_details["score_source"] == "logprobs"
+    assert prediction.top.score == pytest.approx(0.9003245, abs=1e-6)  # exp(-0.105)
+
+
+def test_azure_finish_reason_content_filter_in_real_envelope(provider_payloads: Path, sample_images) -> None:
+    """Only finish_reason, content and one category's verdict of the real Azure recording were changed."""
+    body = json.loads((provider_payloads / "vlm" / "azure_chat-textonly_response.json").read_text())
+    choice = body["choices"][0]
+    choice["finish_reason"], choice["message"]["content"] = "content_filter", None
+    choice["content_filter_results"]["violence"] = {"filtered": True, "severity": "medium"}
+    prediction, _ = _serve(body, sample_images[0])
+    assert prediction.outcome == "abstained"
+    assert prediction.reason == "content filter: violence=medium"
+
+
+def test_azure_deployment_client_uses_the_deployment_path(sample_images) -> None:
+    body = {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "gpt-4o",
+        "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "mel"}}
+        ],
+    }
+    paths: list[str] = []
+
+    class _Recording(_Canned):
+        def handle(self, method, target, headers, raw):  # type: ignore[no-untyped-def]
+            paths.append(target)
+            assert headers.get("api-key") == KEY
+            return super().handle(method, target, headers, raw)
+
+    app = _Recording(body)
+    server = EmulatorServer(app)  # type: ignore[arg-type]
+    server.start()
+    try:
+        settings = OpenAISettings(
+            model="gpt-4o",
+            azure_endpoint=f"http://127.0.0.1:{server.port}",
+            azure_deployment="derm-gpt4o",
+            api_version="2024-10-21",
+            api_key=KEY,
+        )
+        with OpenAIClassifier("azure", settings) as clf:
+            prediction = clf.classify(sample_images[0])
+    finally:
+        server.close()
+    assert paths == ["/openai/deployments/derm-gpt4o/chat/completions?api-version=2024-10-21"]
+    assert prediction.canonical == "mel"
+    assert clf.service_facts().vendor == "azure-openai"
