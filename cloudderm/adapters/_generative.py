@@ -101,12 +101,26 @@ class GenerativeClassifier(Classifier):
     # ---- what a subclass provides ---------------------------------------------------------------
     @abstractmethod
     def _ask(self, image: PreparedImage) -> Reply:
-        """Send ``self.prompt.text`` with ``image`` once and decode the reply (no parsing of the text)."""
+        """Send ``self.prompt_text(image)`` with ``image`` once; decode the reply (parsed later)."""
 
     # ---- shared behaviour -----------------------------------------------------------------------
     @property
     def model_id(self) -> str:
         return self.gen.model
+
+    def prompt_text(self, image: PreparedImage) -> str:
+        """The rendered prompt, plus one line of the image's context (age, sex, site) when it has one."""
+        context = image.context
+        if context is None or context.is_empty():
+            return self.prompt.text
+        facts = []
+        if context.age is not None:
+            facts.append(f"age {context.age:g} years")
+        if context.sex is not None:
+            facts.append(f"sex {context.sex}")
+        if context.site:
+            facts.append(f"lesion site {context.site}")
+        return f"{self.prompt.text}\nClinical context given with the image: {', '.join(facts)}.\n"
 
     def hash_extras(self) -> dict[str, Any]:
         return self.prompt.identity()
@@ -183,11 +197,16 @@ class GenerativeClassifier(Classifier):
 
 
 def _sum_usage(usages: Any) -> Usage | None:
-    total: Usage | None = None
-    for usage in usages:
-        if usage is not None:
-            total = usage if total is None else total + usage
-    return total
+    """The tokens of all samples together (each sample is a billed call); None when none reported usage."""
+    reported = [u for u in usages if u is not None]
+    if not reported:
+        return None
+
+    def total(name: str) -> Any:
+        values = [getattr(u, name) for u in reported if getattr(u, name) is not None]
+        return sum(values) if values else None
+
+    return Usage(total("input_tokens"), total("output_tokens"), total("billed_units"))
 
 
 def label_probability_from_logprobs(tokens: Sequence[tuple[str, float]], label: str) -> float | None:

@@ -33,6 +33,7 @@ from cloudderm.adapters._net import is_loopback
 from cloudderm.adapters._vlm_parse import parse_answer
 from cloudderm.adapters._vlm_prompt import answer_schema
 from cloudderm.classifier import ImageLimits, Usage
+from cloudderm.core import PriceQuery
 from cloudderm.errors import (
     ConfigError,
     MissingDependencyError,
@@ -139,8 +140,10 @@ class OpenAIClassifier(GenerativeClassifier):
             general_purpose_model=True,
         )
 
-    def price_query(self) -> dict[str, Any]:
-        return {"vendor": "openai", "model": self.oa.model}
+    def price_query(self) -> PriceQuery:
+        return PriceQuery(
+            label=f"OpenAI model {self.oa.model}", entry_ids=(f"openai-tokens-{self.oa.model}",)
+        )
 
     def image_limits(self) -> ImageLimits:
         return ImageLimits(max_bytes=MAX_IMAGE_BYTES)
@@ -205,7 +208,7 @@ class OpenAIClassifier(GenerativeClassifier):
                 {
                     "role": "user",
                     "content": [
-                        {"type": "text", "text": self.prompt.text},
+                        {"type": "text", "text": self.prompt_text(image)},
                         {"type": "image_url", "image_url": {"url": data_url, "detail": self.oa.image_detail}},
                     ],
                 }

@@ -14,6 +14,7 @@ pytest.importorskip("openai")
 from cloudderm.adapters.openai_vlm import OpenAIClassifier, OpenAISettings
 from cloudderm.cli import EXIT_POLICY, main
 from cloudderm.compare.store import config_hash
+from cloudderm.core import ImageContext
 from cloudderm.errors import PolicyViolation, ProviderThrottled
 from cloudderm.governance.policy import enforce_policy
 from cloudderm.images import prepare
@@ -60,7 +61,7 @@ def test_answer_is_the_backend_label_with_stated_confidence(emulator, sample_ima
     assert prediction.canonical == expected.canonical
     assert prediction.top.score == pytest.approx(expected.top.score, abs=5e-5)  # emulator rounds to 4 places
     assert prediction.provider_details["score_source"] == "stated-confidence"
-    assert prediction.usage["input_tokens"] > 85 and prediction.usage["output_tokens"] > 0
+    assert prediction.usage.input_tokens > 85 and prediction.usage.output_tokens > 0
     assert any("general-purpose" in w for w in prediction.warnings)
 
 
@@ -133,7 +134,7 @@ def test_self_consistency_votes(sample_images) -> None:
         assert prediction.top.score == pytest.approx(answered / 4)
     else:
         assert prediction.outcome == "abstained"
-    assert prediction.usage["input_tokens"] > 4 * 85  # four calls' tokens summed
+    assert prediction.usage.input_tokens > 4 * 85  # four calls' tokens summed
 
 
 def test_prompt_enters_the_config_hash(tmp_path) -> None:
@@ -222,7 +223,7 @@ def test_every_recorded_chat_envelope_decodes(provider_payloads: Path, sample_im
     assert prediction.model == body["model"]
     tokens = RESPONSES[name]
     if tokens is not None:
-        assert (prediction.usage["input_tokens"], prediction.usage["output_tokens"]) == tokens
+        assert (prediction.usage.input_tokens, prediction.usage.output_tokens) == tokens
     if name.startswith("azure_"):
         assert prediction.provider_details["prompt_filter_results"] == body["prompt_filter_results"]
         assert (
@@ -304,3 +305,17 @@ def test_azure_deployment_client_uses_the_deployment_path(sample_images) -> None
     assert paths == ["/openai/deployments/derm-gpt4o/chat/completions?api-version=2024-10-21"]
     assert prediction.canonical == "mel"
     assert clf.service_facts().vendor == "azure-openai"
+
+
+def test_image_context_reaches_the_prompt(emulator, sample_images) -> None:
+    with _classifier(emulator.base_url) as clf:
+        prepared = clf.prepare(sample_images[0])
+        plain = clf.request_body(prepared)["messages"][0]["content"][0]["text"]
+        with_context = clf.prepare(sample_images[0]).with_context(
+            ImageContext(age=55, sex="female", site="back")
+        )
+        text = clf.request_body(with_context)["messages"][0]["content"][0]["text"]
+        prediction = clf.classify(sample_images[0], context={"age": 55, "sex": "F", "site": "back"})
+    assert plain == clf.prompt.text
+    assert text.endswith("age 55 years, sex female, lesion site back.\n")
+    assert prediction.outcome == "answered"
