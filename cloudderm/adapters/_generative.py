@@ -31,7 +31,7 @@ from cloudderm.classifier import AdapterSettings, Classifier, RawResult, Usage
 from cloudderm.governance.card import ModelFacts
 from cloudderm.images import PreparedImage
 
-__all__ = ["GENERAL_PURPOSE_WARNING", "GenerativeClassifier", "GenerativeSettings", "Reply"]
+__all__ = ["GenerativeClassifier", "GenerativeSettings", "Reply"]
 
 GENERAL_PURPOSE_WARNING = (
     "general-purpose vision-language model: no medical intended use, scores are not calibrated probabilities"
@@ -96,7 +96,6 @@ class GenerativeClassifier(Classifier):
         self.gen = settings
         template, source = load_template(settings.prompt)
         self.prompt: RenderedPrompt = render_prompt(template, self.taxonomy, source=source)
-        self.standing_warnings.append(GENERAL_PURPOSE_WARNING)
 
     # ---- what a subclass provides ---------------------------------------------------------------
     @abstractmethod

@@ -124,7 +124,7 @@ class OpenAIClassifier(GenerativeClassifier):
 
     def service_facts(self) -> ServiceFacts:
         if self.is_azure:
-            service, vendor = "Azure OpenAI chat completions", "azure-openai"
+            service, vendor = "Azure OpenAI chat completions", "azure"
         elif self.oa.base_url or self.oa.endpoint_url:
             service, vendor = (
                 f"OpenAI-compatible server at {urlparse(self.url).hostname}",

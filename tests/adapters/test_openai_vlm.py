@@ -16,6 +16,7 @@ from cloudderm.cli import EXIT_POLICY, main
 from cloudderm.compare.store import config_hash
 from cloudderm.core import ImageContext
 from cloudderm.errors import PolicyViolation, ProviderThrottled
+from cloudderm.governance.cards import GENERAL_PURPOSE_WARNING
 from cloudderm.governance.policy import enforce_policy
 from cloudderm.images import prepare
 from cloudderm.retry import RetryPolicy
@@ -62,7 +63,33 @@ def test_answer_is_the_backend_label_with_stated_confidence(emulator, sample_ima
     assert prediction.top.score == pytest.approx(expected.top.score, abs=5e-5)  # emulator rounds to 4 places
     assert prediction.provider_details["score_source"] == "stated-confidence"
     assert prediction.usage.input_tokens > 85 and prediction.usage.output_tokens > 0
-    assert any("general-purpose" in w for w in prediction.warnings)
+    assert prediction.cost_usd is not None  # gpt-4o is priced per token in the catalog
+    expected_cost = (prediction.usage.input_tokens * 2.5 + prediction.usage.output_tokens * 10) / 1e6
+    assert prediction.cost_usd == pytest.approx(expected_cost, rel=1e-12)
+
+
+def test_governance_card_of_a_general_purpose_provider() -> None:
+    clf = OpenAIClassifier("gpt4o", OpenAISettings(model="gpt-4o"))  # api.openai.com: facts are sourced
+    card = clf.governance
+    assert card.service.general_purpose_model and card.service.data_leaves_machine
+    assert card.training_use.source == "https://developers.openai.com/api/docs/guides/your-data"
+    assert "30 days" in card.data_retention.value
+    assert "no medical intended use" in card.model.intended_use
+    assert GENERAL_PURPOSE_WARNING in card.warnings
+    compatible = OpenAIClassifier("vllm", OpenAISettings(model="qwen", base_url="https://vllm.example/v1"))
+    assert compatible.governance.training_use is None  # unknown, never borrowed from OpenAI
+
+
+def test_monthly_cost_uses_measured_tokens(emulator, sample_images) -> None:
+    with _classifier(emulator.base_url) as clf:
+        assert clf.pricing.monthly_cost(10_000).monthly_usd is None  # nothing measured yet: unknown
+        predictions = clf.classify_batch(sample_images)
+        estimate = clf.pricing.monthly_cost(10_000)
+    mean = sum(p.cost_usd for p in predictions) / len(predictions)
+    assert estimate.kind == "per-token"
+    assert estimate.per_1k_usd == pytest.approx(mean * 1000, rel=1e-9)
+    assert estimate.monthly_usd == pytest.approx(mean * 10_000, rel=1e-9)
+    assert "measured mean" in estimate.assumptions[0]
 
 
 def test_the_image_sent_is_prepared_and_metadata_free(emulator) -> None:
@@ -304,7 +331,7 @@ def test_azure_deployment_client_uses_the_deployment_path(sample_images) -> None
         server.close()
     assert paths == ["/openai/deployments/derm-gpt4o/chat/completions?api-version=2024-10-21"]
     assert prediction.canonical == "mel"
-    assert clf.service_facts().vendor == "azure-openai"
+    assert clf.service_facts().vendor == "azure"
 
 
 def test_image_context_reaches_the_prompt(emulator, sample_images) -> None:
