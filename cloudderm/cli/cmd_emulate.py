@@ -40,6 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="provider from the config to serve (repeatable); each is emulated under its own name",
     )
+    p.add_argument(
+        "--protocol",
+        choices=["cloud", "openai"],
+        default="cloud",
+        help="cloud: SageMaker, Azure ML and Vertex AI routes (default); openai: an OpenAI-compatible "
+        "/v1/chat/completions server for the openai adapter (faults: refusal, content_filter, filter400, "
+        "malformed, 429)",
+    )
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     p.add_argument(
         "--faults",
@@ -156,6 +164,8 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
     from rich.console import Console
 
     console = Console(highlight=False, soft_wrap=True)
+    if getattr(args, "protocol", "cloud") == "openai":
+        return _run_openai(args, console, stop or threading.Event())
     emu, backends, warnings = build_emulator(args)
     stop = stop or threading.Event()
     previous = None
@@ -181,3 +191,59 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
         for clf in backends:
             clf.close()
     return EXIT_OK
+
+
+def _run_openai(args: argparse.Namespace, console: Console, stop: threading.Event) -> int:
+    """Serve one backend as an OpenAI-compatible chat completions endpoint until stopped."""
+    from cloudderm.errors import ConfigError
+    from cloudderm.testing.openai_emulator import OpenAIEmulator, OpenAIFaults
+
+    if args.backends and len(args.backends) > 1:
+        raise ConfigError("--protocol openai serves one --backend (start one emulator per backend)")
+    try:
+        faults = OpenAIFaults.parse(args.faults, seed=args.seed, retry_after_s=args.retry_after_s)
+    except ValueError as e:
+        raise ConfigError(f"--faults: {e}") from None
+    backend, warnings = _one_backend(args)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        with OpenAIEmulator(backend, faults=faults, port=args.port) as emu:
+            for warning in warnings:
+                console.print(f"[bold yellow]warning:[/] {warning}")
+            console.print(f"[bold]cloudderm OpenAI-compatible emulator[/] at [cyan]{emu.base_url}[/]")
+            console.print(f"  POST {emu.base_url}/chat/completions  (backend: {backend.name})")
+            console.print(f"faults: {faults.describe()}")
+            console.print("providers block for cloudderm.yaml:")
+            print(
+                f"providers:\n  vlm-emulated:\n    adapter: openai\n    model: emulated-{backend.name}\n"
+                f"    base_url: {emu.base_url}\n",
+                flush=True,
+            )
+            console.print("[dim]Ctrl-C to stop[/]")
+            try:
+                while not stop.wait(0.5):
+                    pass
+            except KeyboardInterrupt:
+                pass
+            counts = dict(emu.app.counts)
+        console.print(f"stopped: {counts.get('requests', 0)} requests, faults {counts}")
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        backend.close()
+    return EXIT_OK
+
+
+def _one_backend(args: argparse.Namespace) -> tuple[Classifier, list[str]]:
+    if not args.backends:
+        from cloudderm.testing.fakes import FakeClassifier
+
+        return FakeClassifier("fake"), [FAKE_WARNING]
+    from cloudderm.config import load_config
+    from cloudderm.factory import build_classifier
+
+    config = load_config(args.config)
+    name = selected_providers(config, args.backends)[0]
+    return build_classifier(name, config), []
