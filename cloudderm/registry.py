@@ -54,6 +54,11 @@ BUILTIN_ADAPTERS: Mapping[str, AdapterSpec] = MappingProxyType(
             "openai",
             "vision-language model via OpenAI / Azure OpenAI / OpenAI-compatible chat completions",
         ),
+        "anthropic": AdapterSpec(
+            "cloudderm.adapters.anthropic_vlm:AnthropicClassifier",
+            "anthropic",
+            "vision-language model via the Anthropic Messages API",
+        ),
     }
 )
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,10 @@ from cloudderm.governance.cards import GENERAL_PURPOSE_WARNING
 from cloudderm.governance.policy import enforce_policy
 from cloudderm.images import prepare
 from cloudderm.retry import RetryPolicy
-from cloudderm.testing.emulator_server import EmulatorServer
 from cloudderm.testing.fakes import FakeClassifier
 from cloudderm.testing.openai_emulator import OpenAIEmulator, OpenAIFaults
-from cloudderm.testing.wire import Reply
 from tests.adapters.conformance import ClassifierConformance
+from tests.adapters.vlm_support import Canned, canned_server
 from tests.conftest import make_jpeg
 
 KEY = "sk-test-emulator-0123456789"
@@ -204,27 +202,10 @@ def test_samples_with_temperature_zero_is_a_usage_error(tmp_path, sample_images)
 
 
 # ---- the recorded envelopes, served on loopback and decoded through the SDK -----------------------------
-class _Canned:
-    """Answers every POST with one recorded response body (optionally with only the content changed)."""
-
-    def __init__(self, body: dict[str, Any], status: int = 200) -> None:
-        self.body, self.status, self.stop = body, status, threading.Event()
-        self.requests: list[dict[str, Any]] = []
-
-    def handle(self, method: str, target: str, headers: Any, body: bytes) -> Reply:
-        self.requests.append(json.loads(body))
-        return Reply(self.status, json.dumps(self.body).encode(), {"Content-Type": "application/json"})
-
-
 def _serve(body: dict[str, Any], sample: bytes, **overrides: Any):
-    app = _Canned(body)
-    server = EmulatorServer(app)  # type: ignore[arg-type]
-    server.start()
-    try:
-        with _classifier(f"http://127.0.0.1:{server.port}/v1", **overrides) as clf:
-            return clf.classify(sample), app
-    finally:
-        server.close()
+    app = Canned(body)
+    with canned_server(app) as url, _classifier(f"{url}/v1", **overrides) as clf:
+        return clf.classify(sample), app
 
 
 RESPONSES = {
@@ -306,30 +287,19 @@ def test_azure_deployment_client_uses_the_deployment_path(sample_images) -> None
             {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "mel"}}
         ],
     }
-    paths: list[str] = []
-
-    class _Recording(_Canned):
-        def handle(self, method, target, headers, raw):  # type: ignore[no-untyped-def]
-            paths.append(target)
-            assert headers.get("api-key") == KEY
-            return super().handle(method, target, headers, raw)
-
-    app = _Recording(body)
-    server = EmulatorServer(app)  # type: ignore[arg-type]
-    server.start()
-    try:
+    app = Canned(body)
+    with canned_server(app) as url:
         settings = OpenAISettings(
             model="gpt-4o",
-            azure_endpoint=f"http://127.0.0.1:{server.port}",
+            azure_endpoint=url,
             azure_deployment="derm-gpt4o",
             api_version="2024-10-21",
             api_key=KEY,
         )
         with OpenAIClassifier("azure", settings) as clf:
             prediction = clf.classify(sample_images[0])
-    finally:
-        server.close()
-    assert paths == ["/openai/deployments/derm-gpt4o/chat/completions?api-version=2024-10-21"]
+    assert app.targets == ["/openai/deployments/derm-gpt4o/chat/completions?api-version=2024-10-21"]
+    assert app.request_headers[0].get("api-key") == KEY
     assert prediction.canonical == "mel"
     assert clf.service_facts().vendor == "azure"
 
