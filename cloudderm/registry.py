@@ -59,6 +59,11 @@ BUILTIN_ADAPTERS: Mapping[str, AdapterSpec] = MappingProxyType(
             "anthropic",
             "vision-language model via the Anthropic Messages API",
         ),
+        "bedrock": AdapterSpec(
+            "cloudderm.adapters.bedrock_vlm:BedrockClassifier",
+            "bedrock",
+            "vision-language model via Amazon Bedrock Converse",
+        ),
     }
 )
 
