@@ -64,6 +64,11 @@ BUILTIN_ADAPTERS: Mapping[str, AdapterSpec] = MappingProxyType(
             "bedrock",
             "vision-language model via Amazon Bedrock Converse",
         ),
+        "gemini": AdapterSpec(
+            "cloudderm.adapters.gemini_vlm:GeminiClassifier",
+            "gemini",
+            "vision-language model via Gemini generateContent (Gemini API or Vertex AI)",
+        ),
     }
 )
 
