@@ -69,6 +69,11 @@ BUILTIN_ADAPTERS: Mapping[str, AdapterSpec] = MappingProxyType(
             "gemini",
             "vision-language model via Gemini generateContent (Gemini API or Vertex AI)",
         ),
+        "paligemma": AdapterSpec(
+            "cloudderm.adapters.paligemma:PaliGemmaClassifier",
+            "hf",
+            "local PaliGemma vision-language model (transformers image-to-text)",
+        ),
     }
 )
 

@@ -93,11 +93,11 @@ def render_prompt(template: str, taxonomy: Taxonomy, *, source: str = "inline") 
     """Fill ``{labels}`` (one ``code — name`` line each) and ``{codes}`` (comma-separated codes).
 
     Raises:
-        ConfigError: the template has no ``{labels}`` placeholder, so the model would not see the classes.
+        ConfigError: the template has neither placeholder, so the model would not see the classes.
     """
-    if LABELS_PLACEHOLDER not in template:
+    if LABELS_PLACEHOLDER not in template and CODES_PLACEHOLDER not in template:
         raise ConfigError(
-            "the prompt template must contain {labels} where the label list goes "
+            "the prompt template must contain {labels} (or {codes}) where the label list goes "
             f"(it is rendered as lines like 'mel — {taxonomy.long_names.get('mel', 'melanoma')}')",
             field="prompt",
         )
