@@ -11,7 +11,7 @@ pytest.importorskip("openai")
 from cloudderm.adapters.openai_vlm import OpenAIClassifier, OpenAISettings
 from cloudderm.testing.cassettes import cassette
 from cloudderm.testing.fakes import FakeClassifier
-from cloudderm.testing.openai_emulator import OpenAIEmulator
+from tests.adapters.vlm_support import OpenAIEmulated
 from tests.conftest import make_jpeg
 
 KEY = "sk-cassette-secret-0123456789abcdef"
@@ -26,11 +26,11 @@ def _classify_all(base_url: str, images: list[bytes]) -> list:
 def test_threaded_record_then_replay_without_the_server(tmp_path) -> None:
     images = [make_jpeg((i * 40 % 256, 90, 200 - i * 20)) for i in range(8)]
     path = tmp_path / "openai.yaml"
-    with OpenAIEmulator(FakeClassifier("backend")) as emu:
+    with OpenAIEmulated(FakeClassifier("backend")) as emu:
         base_url = emu.base_url
         with cassette(path, mode="record") as recording:
             recorded = _classify_all(base_url, images)
-        assert recording.interactions == len(images) == emu.app.counts["requests"]
+        assert recording.interactions == len(images) == emu.stats.requests
     text = path.read_text(encoding="utf-8")
     assert KEY not in text and "authorization" not in text.lower()
     assert ";base64," not in text  # the image never lands in the cassette, only its hash

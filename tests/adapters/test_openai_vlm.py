@@ -19,10 +19,9 @@ from cloudderm.governance.cards import GENERAL_PURPOSE_WARNING
 from cloudderm.governance.policy import enforce_policy
 from cloudderm.images import prepare
 from cloudderm.retry import RetryPolicy
+from cloudderm.testing.conformance import ClassifierConformance
 from cloudderm.testing.fakes import FakeClassifier
-from cloudderm.testing.openai_emulator import OpenAIEmulator, OpenAIFaults
-from tests.adapters.conformance import ClassifierConformance
-from tests.adapters.vlm_support import Canned, canned_server
+from tests.adapters.vlm_support import Canned, OpenAIEmulated, canned_server
 from tests.conftest import make_jpeg
 
 KEY = "sk-test-emulator-0123456789"
@@ -36,7 +35,7 @@ def _classifier(base_url: str, **overrides: Any) -> OpenAIClassifier:
 @pytest.fixture
 def emulator():
     backend = FakeClassifier("fake")
-    with OpenAIEmulator(backend, api_key=KEY) as emu:
+    with OpenAIEmulated(backend) as emu:
         yield emu
 
 
@@ -54,8 +53,8 @@ class TestOpenAIConformance(ClassifierConformance):
 def test_answer_is_the_backend_label_with_stated_confidence(emulator, sample_images) -> None:
     with _classifier(emulator.base_url) as clf:
         prediction = clf.classify(sample_images[0])
-        sent = clf.prepare(sample_images[0]).data  # what went on the wire; the emulator prepares it again
-    expected = FakeClassifier("fake").classify(prepare(sent))
+        sent = clf.prepare(sample_images[0])  # what went on the wire; the emulator classifies those bytes
+    expected = FakeClassifier("fake").classify(sent)
     assert prediction.outcome == "answered"
     assert prediction.canonical == expected.canonical
     assert prediction.top.score == pytest.approx(expected.top.score, abs=5e-5)  # emulator rounds to 4 places
@@ -93,8 +92,8 @@ def test_monthly_cost_uses_measured_tokens(emulator, sample_images) -> None:
 def test_the_image_sent_is_prepared_and_metadata_free(emulator) -> None:
     with _classifier(emulator.base_url) as clf:
         clf.classify(make_jpeg((200, 30, 30), gps=True))
-    assert emulator.app.counts["requests"] == 1
-    assert emulator.app.metadata_seen is False
+    assert emulator.stats.requests == 1
+    assert emulator.stats.metadata_seen is False
 
 
 def test_request_body_follows_the_recorded_shape(provider_payloads: Path, sample_images) -> None:
@@ -117,8 +116,7 @@ def test_request_body_follows_the_recorded_shape(provider_payloads: Path, sample
     ],
 )
 def test_injected_faults_become_outcomes_not_errors(sample_images, fault, outcome, reason_part) -> None:
-    faults = OpenAIFaults.parse(f"{fault}=1")
-    with OpenAIEmulator(FakeClassifier("fake"), faults=faults) as emu, _classifier(emu.base_url) as clf:
+    with OpenAIEmulated(FakeClassifier("fake"), f"{fault}=1") as emu, _classifier(emu.base_url) as clf:
         prediction = clf.classify(sample_images[0])
     assert prediction.outcome == outcome
     assert reason_part in prediction.reason
@@ -127,27 +125,24 @@ def test_injected_faults_become_outcomes_not_errors(sample_images, fault, outcom
 
 
 def test_429_is_retryable_and_retried(sample_images) -> None:
-    faults = OpenAIFaults.parse("429=1", retry_after_s=7)
     with (
-        OpenAIEmulator(FakeClassifier("fake"), faults=faults) as emu,
+        OpenAIEmulated(FakeClassifier("fake"), "429=1", retry_after_s=7) as emu,
         _classifier(emu.base_url) as clf,
         pytest.raises(ProviderThrottled) as info,
     ):
         clf.classify_prepared([prepare(sample_images[0])])
     assert info.value.retryable and info.value.retry_after == 7
-    faults = OpenAIFaults.parse("429=0.5", seed="3", retry_after_s=0)
-    with OpenAIEmulator(FakeClassifier("fake"), faults=faults) as emu:
+    with OpenAIEmulated(FakeClassifier("fake"), "429=0.5", seed="3", retry_after_s=0) as emu:
         settings = OpenAISettings(model="gpt-4o", base_url=emu.base_url, api_key=KEY)
         clf = OpenAIClassifier("gpt4o", settings, retry_policy=RetryPolicy(max_retries=8, base_delay_s=0))
         with clf:
             predictions = clf.classify_batch(sample_images)
         assert all(p.outcome == "answered" for p in predictions)
-        assert emu.app.counts["fault_429"] > 0
+        assert emu.stats.faults["429"] > 0
 
 
 def test_self_consistency_votes(sample_images) -> None:
-    faults = OpenAIFaults.parse("refusal=0.5", seed="1")
-    with OpenAIEmulator(FakeClassifier("fake"), faults=faults) as emu:
+    with OpenAIEmulated(FakeClassifier("fake"), "refusal=0.5", seed="1") as emu:
         # the same body repeats per sample; the emulator decides faults per arrival, so votes can differ
         clf = _classifier(emu.base_url, samples=4, temperature=0.7)
         with clf:
@@ -188,7 +183,7 @@ def test_policy_refuses_general_purpose_models_before_any_byte(tmp_path, emulato
         encoding="utf-8",
     )
     assert main(["classify", "-c", str(config), str(image)]) == EXIT_POLICY
-    assert emulator.app.counts["requests"] == 0
+    assert emulator.stats.requests == 0
 
 
 def test_samples_with_temperature_zero_is_a_usage_error(tmp_path, sample_images) -> None:

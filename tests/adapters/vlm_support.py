@@ -8,8 +8,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from cloudderm.testing.emulator_server import EmulatorServer
-from cloudderm.testing.wire import Reply
+from cloudderm.emulate.server import EmulatorServer
+from cloudderm.emulate.wire import Reply
 
 
 class Canned:
@@ -40,3 +40,30 @@ def canned_server(app: Canned) -> Iterator[str]:
         yield f"http://127.0.0.1:{server.port}"
     finally:
         server.close()
+
+
+class OpenAIEmulated:
+    """The shared ``Emulator`` serving one backend through protocol ``openai`` only, as model ``gpt-4o``."""
+
+    MODEL = "gpt-4o"
+
+    def __init__(self, backend: Any, faults: str = "", *, seed: str = "0", retry_after_s: float = 1.0):
+        from cloudderm.emulate import Emulator, FaultPlan
+
+        plan = FaultPlan.parse(faults, seed=seed, retry_after_s=retry_after_s)
+        self.emulator = Emulator({self.MODEL: backend}, faults=plan, protocols=["openai"])
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.emulator.base_url}/v1"
+
+    @property
+    def stats(self) -> Any:
+        return self.emulator.endpoint_stats("openai", self.MODEL)
+
+    def __enter__(self) -> OpenAIEmulated:
+        self.emulator.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.emulator.close()

@@ -12,14 +12,15 @@ pytest.importorskip("cloudderm.report")
 
 from cloudderm.cli import main
 from cloudderm.testing.fakes import FakeClassifier
-from cloudderm.testing.openai_emulator import OpenAIEmulator, OpenAIFaults
+from tests.adapters.vlm_support import OpenAIEmulated
 from tests.e2e.test_compare_cli import FAKE, make_dataset, read_jsonl
 
 
 def test_vlm_beside_a_classifier_with_answer_rate_cost_and_card(tmp_path: Path) -> None:
     images, labels = make_dataset(tmp_path / "data", 12)
-    faults = OpenAIFaults.parse("refusal=0.2,content_filter=0.1,malformed=0.1", seed="7")
-    with OpenAIEmulator(FakeClassifier("backend"), faults=faults) as emu:
+    with OpenAIEmulated(
+        FakeClassifier("backend"), "refusal=0.2,content_filter=0.1,malformed=0.1", seed="7"
+    ) as emu:
         config = tmp_path / "c.yaml"
         config.write_text(
             f"""version: 1

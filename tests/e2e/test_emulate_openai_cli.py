@@ -38,7 +38,7 @@ def test_emulate_openai_serves_the_backend(tmp_path, sample_images) -> None:
         text = "".join(banner)
         base_url = re.search(r"base_url: (http://127\.0\.0\.1:\d+/v1)", text)
         assert base_url, text
-        settings = OpenAISettings(model="emulated-derm", base_url=base_url.group(1))
+        settings = OpenAISettings(model="derm", base_url=base_url.group(1))  # the endpoint name is the model
         with OpenAIClassifier("vlm", settings) as clf:
             predictions = clf.classify_batch(sample_images)
     finally:
@@ -51,8 +51,7 @@ def test_emulate_openai_serves_the_backend(tmp_path, sample_images) -> None:
     backend = FakeClassifier("derm", FakeClassifier.Settings(seed="s1"))
     for image, prediction in zip(sample_images, predictions):
         if prediction.outcome == "answered":
-            sent = clf.prepare(image).data
-            assert prediction.canonical == backend.classify(backend.prepare(sent)).canonical
+            assert prediction.canonical == backend.classify(clf.prepare(image)).canonical
 
 
 def test_emulate_openai_rejects_unknown_faults() -> None:
