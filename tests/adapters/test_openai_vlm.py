@@ -311,3 +311,15 @@ def test_image_context_reaches_the_prompt(emulator, sample_images) -> None:
     assert plain == clf.prompt.text
     assert text.endswith("age 55 years, sex female, lesion site back.\n")
     assert prediction.outcome == "answered"
+
+
+def test_pickles_and_the_copy_answers_the_same(emulator, sample_images) -> None:
+    import pickle
+
+    with _classifier(emulator.base_url) as clf:
+        clf.warm_up()
+        first = clf.classify(sample_images[2])
+        clone = pickle.loads(pickle.dumps(clf))
+    with clone:
+        again = clone.classify(sample_images[2])
+    assert (again.canonical, again.top.score, again.usage) == (first.canonical, first.top.score, first.usage)
