@@ -139,10 +139,14 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {args.out}/: results.sqlite, predictions.jsonl, summary.json, report.md, report.html"
     )
     if track:
+        from rich.markup import escape
+
         from cloudderm.compare.mlflow_tracking import log_comparison_safely
 
         logged = log_comparison_safely(
-            args.out, experiment=args.mlflow_experiment, warn=lambda m: err.print(f"[yellow]warning:[/] {m}")
+            args.out,
+            experiment=args.mlflow_experiment,
+            warn=lambda m: err.print(f"[yellow]warning:[/] {escape(m)}"),
         )
         if logged is not None:
             console.print(f"MLflow: run {logged.parent_run_id} at {logged.tracking_uri}")
