@@ -46,6 +46,8 @@ __all__ = [
 DEFAULT_EXPERIMENT = "cloudderm"
 ARTIFACTS = ("summary.json", "report.html", "report.md", "predictions.jsonl")
 _META_KEY = "mlflow.runs"
+_KIND_TAG = "mlflow.experimentKind"  # the UI then opens on runs, not on GenAI traces
+_NOT_METRICS = ("confusion", "calibration", "prediction_warnings")  # matrices, and counts keyed by free text
 _BAD_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. /]")
 _MAX_PARAM = 6000
 
@@ -120,7 +122,11 @@ def log_comparison(out: str | os.PathLike, *, experiment: str | None = None) -> 
 
         client = MlflowClient(tracking_uri=tracking_uri)
         exp = client.get_experiment_by_name(experiment)
-        experiment_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
+        experiment_id = (
+            exp.experiment_id
+            if exp is not None
+            else client.create_experiment(experiment, tags={_KIND_TAG: "custom_model_development"})
+        )
         key = f"{tracking_uri}|{experiment_id}|{comparison_hash}|{dataset_hash}"
         known = _load_ids(db).get(key, {})
         parent_id = _existing(client, known.get("parent"), experiment_id)
@@ -195,7 +201,7 @@ def _log_child(
         {"provider": name, "adapter": entry.get("adapter"), "model": entry.get("model"),
          "config_hash": entry.get("config_hash"), "region": entry.get("region")}
     )  # fmt: skip
-    metrics = flatten_metrics({k: v for k, v in entry.items() if k not in ("confusion", "calibration")})
+    metrics = flatten_metrics({k: v for k, v in entry.items() if k not in _NOT_METRICS})
     cost = (summary.get("cost") or {}).get(name)
     if isinstance(cost, Mapping):
         metrics.update(flatten_metrics(cost, "cost_estimate."))

@@ -93,6 +93,7 @@ def test_compare_logs_a_run_tree_that_matches_summary_and_resumes(setup, capsys)
 
     client = client_for(out)
     experiment = client.get_experiment_by_name("derm-vs-clouds")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1 and len(runs) == 4
@@ -118,6 +119,11 @@ def test_compare_logs_a_run_tree_that_matches_summary_and_resumes(setup, capsys)
             assert run.data.metrics[key] == pytest.approx(value, rel=1e-12, abs=0)
             checked += 1
         assert checked >= 5, name
+        for key, value in run.data.metrics.items():  # and every logged metric is a summary.json value
+            source = summary["cost"][name] if key.startswith("cost_estimate.") else entry
+            path = key.split(".")[1:] if key.startswith("cost_estimate.") else key.split(".")
+            assert dig(source, tuple(path)) == pytest.approx(value, rel=1e-12, abs=0), key
+        assert not any(k.startswith("prediction_warnings") for k in run.data.metrics)
         assert run.data.params["config_hash"] == entry["config_hash"]
         card = json.loads(
             Path(client.download_artifacts(run.info.run_id, "governance.json", str(tmp))).read_text()
