@@ -15,15 +15,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cloudderm.governance.card import ModelFacts
 from cloudderm.governance.modelcard import parse_model_card
 
-if TYPE_CHECKING:
-    from cloudderm.taxonomy import Taxonomy
-
-__all__ = ["CARD_FILES", "FACT_KEYS", "read_facts"]
+__all__ = ["CARD_FILES", "FACT_KEYS", "download", "read_facts", "version_source"]
 
 CARD_FILES = ("model_card.md", "MODEL_CARD.md", "README.md")
 FACT_KEYS = (
@@ -39,7 +36,12 @@ _MAX_TEXT = 1000
 
 
 def read_facts(
-    model_uri: str | None, info: Mapping[str, Any], taxonomy: Taxonomy, *, model_id: str
+    model_uri: str | None,
+    info: Mapping[str, Any],
+    *,
+    model_id: str,
+    tracking_uri: str | None = None,
+    registry_uri: str | None = None,
 ) -> ModelFacts:
     """The model's facts from every source that exists; absent ones stay unknown, never guessed."""
     facts: dict[str, Any] = {}
@@ -51,9 +53,9 @@ def read_facts(
         (metadata[k] for k in ("class_names", "labels", "classes") if isinstance(metadata.get(k), list)), []
     )
     if model_uri:
-        registry = _registry_entry(model_uri)
+        registry = _registry_entry(model_uri, tracking_uri, registry_uri)
         folder = registry.pop("source", None) if registry else model_uri
-        card = _read_card(str(folder)) if folder else None
+        card = _read_card(str(folder), tracking_uri) if folder else None
         if card is not None:
             text, where = card
             if _merge(facts, {k: v for k, v in parse_model_card(text).items() if k in FACT_KEYS}):
@@ -94,7 +96,7 @@ def _merge(into: dict[str, Any], raw: Mapping[str, Any]) -> bool:
     return copied
 
 
-def _read_card(folder: str) -> tuple[str, str] | None:
+def _read_card(folder: str, tracking_uri: str | None) -> tuple[str, str] | None:
     """A model card beside the model: read from a local folder, or downloaded (one small file) otherwise."""
     local = folder[len("file://") :] if folder.startswith("file://") else folder
     if "://" not in local and ":/" not in local:
@@ -108,7 +110,7 @@ def _read_card(folder: str) -> tuple[str, str] | None:
     for name in CARD_FILES:
         uri = f"{folder.rstrip('/')}/{name}"
         try:
-            path = download_artifacts(artifact_uri=uri)
+            path = download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri)
         except Exception:  # absent: the next name, then no card
             continue
         if os.path.isfile(path):
@@ -116,36 +118,63 @@ def _read_card(folder: str) -> tuple[str, str] | None:
     return None
 
 
-def _registry_entry(model_uri: str) -> dict[str, Any] | None:
+def _client(tracking_uri: str | None, registry_uri: str | None) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
+
+
+def _model_version(client: Any, model_uri: str) -> tuple[str, Any]:
+    """(registered name, ModelVersion) of ``models:/name/version``, ``models:/name@alias`` or a stage."""
+    ref = model_uri[len("models:/") :].strip("/")
+    name, _, alias = ref.partition("@")
+    if alias:
+        return name, client.get_model_version_by_alias(name, alias)
+    name, _, version = ref.partition("/")
+    if version.isdigit():
+        return name, client.get_model_version(name, version)
+    found = client.get_latest_versions(name, stages=[version] if version else None)  # a stage: the newest
+    if not found:
+        raise LookupError(f"no version of {name!r} in stage {version!r}")
+    return name, found[0]
+
+
+def version_source(model_uri: str, tracking_uri: str | None, registry_uri: str | None) -> str:
+    """The artifact location of a ``models:/`` URI's version, resolved with explicit servers."""
+    client = _client(tracking_uri, registry_uri)
+    name, mv = _model_version(client, model_uri)
+    return client.get_model_version_download_uri(name, mv.version)
+
+
+def download(artifact_uri: str, tracking_uri: str | None) -> str:
+    """A local copy of a model folder (a local path is returned as it is)."""
+    from mlflow.artifacts import download_artifacts
+
+    local = artifact_uri[len("file://") :] if artifact_uri.startswith("file://") else artifact_uri
+    if "://" not in local and ":/" not in local and os.path.isdir(local):
+        return local
+    return download_artifacts(artifact_uri=artifact_uri, tracking_uri=tracking_uri)
+
+
+def _registry_entry(
+    model_uri: str, tracking_uri: str | None, registry_uri: str | None
+) -> dict[str, Any] | None:
     """For ``models:/name/version`` or ``models:/name@alias``: the version's source and the descriptions
     and tags of the registered model and the version; None for other URIs or when the registry fails."""
     if not model_uri.startswith("models:/"):
         return None
-    ref = model_uri[len("models:/") :].strip("/")
-    name, _, alias = ref.partition("@")
-    version = None
-    if not alias:
-        name, _, version = ref.partition("/")
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
+    client = _client(tracking_uri, registry_uri)
     try:
+        name, mv = _model_version(client, model_uri)
         model = client.get_registered_model(name)
-        if alias:
-            mv = client.get_model_version_by_alias(name, alias)
-        elif version and version.isdigit():
-            mv = client.get_model_version(name, version)
-        else:  # a stage such as models:/name/Production: the newest version in it
-            found = client.get_latest_versions(name, stages=[version] if version else None)
-            mv = found[0] if found else None
     except Exception:
         return None
-    entries = [(f"registered model {name!r}", model.description or "", dict(model.tags or {}))]
-    source = None
-    if mv is not None:
-        entries.append((f"model version {name}/{mv.version}", mv.description or "", dict(mv.tags or {})))
-        try:
-            source = client.get_model_version_download_uri(name, mv.version)
-        except Exception:
-            source = mv.source
+    entries = [
+        (f"registered model {name!r}", model.description or "", dict(model.tags or {})),
+        (f"model version {name}/{mv.version}", mv.description or "", dict(mv.tags or {})),
+    ]
+    try:
+        source = client.get_model_version_download_uri(name, mv.version)
+    except Exception:
+        source = mv.source
     return {"entries": entries, "source": source}

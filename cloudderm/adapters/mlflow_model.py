@@ -20,9 +20,9 @@ light.
 
 from __future__ import annotations
 
-import contextlib
+import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -53,7 +53,6 @@ CODE_EXECUTION_WARNING = (
 DEFAULT_TIMEOUT_S = 60.0
 _LOCAL_PROCESS = "MLflow pyfunc (in-process)"
 _SERVED = "MLflow model server (/invocations)"
-_URI_LOCK = threading.Lock()  # mlflow's tracking/registry URIs are process-global
 
 
 class ImageDoesNotFit(ProviderError):
@@ -110,7 +109,7 @@ class MlflowClassifier(Classifier):
     """Classify images with an MLflow model, loaded in-process or called where it is served."""
 
     adapter = "mlflow"
-    vendor = "local"
+    vendor = "local"  # in-process; service_facts() says "self-hosted" for a remote scoring_uri
     Settings = MlflowSettings
 
     def __init__(self, name: str, settings: MlflowSettings, **kwargs: Any) -> None:
@@ -125,11 +124,12 @@ class MlflowClassifier(Classifier):
         self._info: dict[str, Any] | None = None
         self._facts: ModelFacts | None = None
         self._session: Any = None
+        self._local_copy: str | None = None
 
     # ---- pickling: settings only, the model is loaded again on first use ------------------------------
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.update(_lock=None, _model=None, _session=None)
+        state.update(_lock=None, _model=None, _session=None, _local_copy=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -162,8 +162,13 @@ class MlflowClassifier(Classifier):
             from cloudderm.adapters._mlflow_facts import read_facts
 
             info = self._model_info() if self.ml.model_uri else {}
-            with self._uris():
-                self._facts = read_facts(self.ml.model_uri, info, self.taxonomy, model_id=self.model_id)
+            self._facts = read_facts(
+                self.ml.model_uri,
+                info,
+                model_id=self.model_id,
+                tracking_uri=self.ml.tracking_uri,
+                registry_uri=self.ml.registry_uri,
+            )
         return self._facts
 
     @property
@@ -287,24 +292,24 @@ class MlflowClassifier(Classifier):
             return self._session
 
     # ---- MLflow, lazily -------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _uris(self) -> Iterator[None]:
-        """Point MLflow at this provider's tracking/registry servers for one call, then restore."""
-        if not (self.ml.tracking_uri or self.ml.registry_uri):
-            yield
-            return
-        mlflow = import_mlflow()
-        with _URI_LOCK:
-            old_tracking, old_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-            try:
-                if self.ml.tracking_uri:
-                    mlflow.set_tracking_uri(self.ml.tracking_uri)
-                if self.ml.registry_uri:
-                    mlflow.set_registry_uri(self.ml.registry_uri)
-                yield
-            finally:
-                mlflow.set_tracking_uri(old_tracking)
-                mlflow.set_registry_uri(old_registry)
+    def _location(self) -> str:
+        """Where to load from: ``model_uri`` itself, or, when this provider names its own tracking or
+        registry server, a local copy of the ``models:/`` / ``runs:/`` model fetched with explicit clients
+        (MLflow's ``set_tracking_uri`` would change the whole process, environment variables included)."""
+        uri = str(self.ml.model_uri)
+        if not (self.ml.tracking_uri or self.ml.registry_uri) or not uri.startswith(("models:/", "runs:/")):
+            return uri
+        if self._local_copy is None or not os.path.isdir(self._local_copy):
+            import_mlflow()
+            from cloudderm.adapters._mlflow_facts import download, version_source
+
+            source = (
+                version_source(uri, self.ml.tracking_uri, self.ml.registry_uri)
+                if uri.startswith("models:/")
+                else uri
+            )
+            self._local_copy = download(source, self.ml.tracking_uri)
+        return self._local_copy
 
     def _model_info(self) -> dict[str, Any]:
         """Signature and metadata from the ``MLmodel`` file only (no model code runs)."""
@@ -313,8 +318,7 @@ class MlflowClassifier(Classifier):
             from mlflow.models import get_model_info
 
             try:
-                with self._uris():
-                    info = get_model_info(str(self.ml.model_uri))
+                info = get_model_info(self._location())
             except Exception as e:
                 raise ConfigError(
                     f"cannot read the MLmodel of {self.ml.model_uri!r} ({type(e).__name__}: {str(e)[:200]})",
@@ -358,8 +362,7 @@ class MlflowClassifier(Classifier):
                 if self._model is None:
                     mlflow = import_mlflow()
                     try:
-                        with self._uris():
-                            self._model = mlflow.pyfunc.load_model(str(self.ml.model_uri))
+                        self._model = mlflow.pyfunc.load_model(self._location())
                     except Exception as e:
                         raise ConfigError(
                             f"cannot load {self.ml.model_uri!r} ({type(e).__name__}: {str(e)[:200]})",

@@ -120,7 +120,7 @@ def log_comparison(out: str | os.PathLike, *, experiment: str | None = None) -> 
     with _tracking_uri(out_dir) as tracking_uri:
         from mlflow import MlflowClient
 
-        client = MlflowClient(tracking_uri=tracking_uri)
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)  # no registry use
         exp = client.get_experiment_by_name(experiment)
         experiment_id = (
             exp.experiment_id

@@ -162,6 +162,7 @@ def save_model(folder: Path, kind: str = "card", *, card: bool = True, seed: int
             python_model=cls() if kind == "odd" else cls(net),
             signature=signature,
             metadata=metadata,
+            pip_requirements=["mlflow-skinny", "pandas", "torch"],  # stated: inferring them takes seconds
         )
     if card:
         (path / "model_card.md").write_text(CARD_MD)

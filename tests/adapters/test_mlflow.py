@@ -10,6 +10,7 @@ exactly what the network computes on the photo converted per the signature (gray
 from __future__ import annotations
 
 import io
+import os
 import pickle
 from pathlib import Path
 
@@ -179,6 +180,8 @@ def test_served_tensor_model_without_model_uri(models, request_format) -> None:
 
 def test_registered_model_by_alias_with_registry_facts(models, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     import mlflow
     from mlflow import MlflowClient
 
@@ -195,7 +198,9 @@ def test_registered_model_by_alias_with_registry_facts(models, tmp_path, monkeyp
     assert facts.intended_use == "Research demo: clothing classifier."
     assert "registered model 'fashion-card'" in (facts.source or "")
     assert {ls.label for ls in clf.classify(EXAMPLES[0]).labels} == set(FASHION)
-    assert mlflow.get_tracking_uri() != uri  # the provider's URIs were restored after use
+    # the provider's servers were used through explicit clients: MLflow's process-wide URIs are untouched
+    assert mlflow.get_tracking_uri() != uri and mlflow.get_registry_uri() != uri
+    assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ
 
 
 def test_policy_refuses_untrusted_model_uri_before_loading(models) -> None:

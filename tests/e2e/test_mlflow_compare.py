@@ -48,10 +48,16 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
     model = save_model(tmp_path / "models", "card")
+    registry = register(model, tmp_path / "registry", monkeypatch)
     endpoint = EmulatedEndpoint(backend=FakeClassifier("backend"), azure_key=CANARY)
     with Emulator({"skin": endpoint}) as emulator, emulator_aws_env(tmp_path):
         providers = {
-            "fashion-pyfunc": {"adapter": "mlflow", "model_uri": str(model)},
+            "fashion-pyfunc": {  # a registered model, by alias, from its own registry
+                "adapter": "mlflow",
+                "model_uri": "models:/fashion-card@champion",
+                "tracking_uri": registry,
+                "registry_uri": registry,
+            },
             "skin-sagemaker": emulator.sagemaker_config("skin"),
             "skin-azureml": {**emulator.azureml_config("skin"), "api_key": "${AZ_TEST_KEY}"},
         }
@@ -59,6 +65,19 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         config = tmp_path / "cloudderm.yaml"
         config.write_text(json.dumps({"version": 1, "providers": providers}))
         yield tmp_path, config
+
+
+def register(model: Path, folder: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Register the saved pyfunc as fashion-card@champion in a file-based registry; returns its URI."""
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # the registry is a file store too
+    uri = folder.resolve().as_uri()
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model("fashion-card", description="Clothing classifier (FashionMNIST).")
+    version = client.create_model_version("fashion-card", source=str(model))
+    client.set_registered_model_alias("fashion-card", "champion", version.version)
+    return uri
 
 
 def compare(config: Path, out: Path, *extra: str) -> int:
@@ -83,11 +102,11 @@ def test_compare_logs_a_run_tree_that_matches_summary_and_resumes(setup, capsys)
     tmp, config = setup
     out = tmp / "out"
     assert compare(config, out, "--mlflow-experiment", "derm-vs-clouds") == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     for name in ("fashion-pyfunc", "skin-sagemaker", "skin-azureml"):  # one table, pyfunc beside the clouds
         assert name in printed
-    assert "MLflow: run" in printed
-    assert "MLFLOW_ALLOW_FILE_STORE" not in os.environ  # set for the default store only, then restored
+    assert "MLflow: run" in printed, captured.err
     summary = json.loads((out / "summary.json").read_text())
     assert any("OUT-OF-DOMAIN" in f for f in summary["providers"]["fashion-pyfunc"]["flags"])
 
@@ -130,7 +149,11 @@ def test_compare_logs_a_run_tree_that_matches_summary_and_resumes(setup, capsys)
         )
         assert card == summary["governance"][name]
     assert children["skin-azureml"].data.params["settings.scoring_uri"].startswith("http://127.0.0.1:")
-    assert children["fashion-pyfunc"].data.params["settings.model_uri"].endswith("card")
+    assert children["fashion-pyfunc"].data.params["settings.model_uri"] == "models:/fashion-card@champion"
+    assert (
+        summary["governance"]["fashion-pyfunc"]["model"]["intended_use"]
+        == "Clothing classifier (FashionMNIST)."
+    )
 
     for run in runs:  # the planted key is in no param or tag (secret fields never reach the store)
         for text in [*run.data.params.values(), *run.data.tags.values()]:
@@ -146,8 +169,9 @@ def test_compare_logs_a_run_tree_that_matches_summary_and_resumes(setup, capsys)
 
 def test_tracking_failure_warns_and_keeps_outputs(setup, monkeypatch, capsys) -> None:
     tmp, config = setup
-    # a file store MLflow refuses (MLFLOW_ALLOW_FILE_STORE unset): logging fails, the comparison does not
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp / "elsewhere").as_uri())
+    # a tracking store that cannot be created (its folder would sit inside a regular file)
+    (tmp / "not-a-folder").write_text("")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp / "not-a-folder" / "mlruns").as_uri())
     out = tmp / "out"
     assert compare(config, out, "--mlflow") == 0
     err = capsys.readouterr().err
@@ -162,3 +186,17 @@ def test_missing_mlflow_is_exit_2_before_any_call(setup, monkeypatch, capsys) ->
     assert compare(config, tmp / "out", "--mlflow") == 2
     assert 'pip install "cloudderm[mlflow]"' in capsys.readouterr().err
     assert not (tmp / "out").exists()
+
+
+def test_default_store_allows_the_file_store_for_itself_only(tmp_path, monkeypatch) -> None:
+    from cloudderm.compare.mlflow_tracking import _tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    with _tracking_uri(tmp_path) as uri:
+        assert uri == (tmp_path / "mlruns").resolve().as_uri()
+        assert os.environ["MLFLOW_ALLOW_FILE_STORE"] == "true"
+    assert "MLFLOW_ALLOW_FILE_STORE" not in os.environ
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    with _tracking_uri(tmp_path) as uri:
+        assert uri == "http://127.0.0.1:5000" and "MLFLOW_ALLOW_FILE_STORE" not in os.environ
