@@ -31,6 +31,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from cloudderm.adapters import _mlflow_io as io
 from cloudderm.adapters._net import is_loopback
 from cloudderm.classifier import AdapterSettings, Classifier, RawResult
+from cloudderm.core import PriceQuery
 from cloudderm.errors import (
     ConfigError,
     MissingDependencyError,
@@ -65,6 +66,7 @@ class MlflowSettings(AdapterSettings):
     adapter: str = "mlflow"
     model_uri: str | None = Field(default=None, min_length=1)
     scoring_uri: str | None = None
+    endpoint_url: str | None = None  # loopback override: its scheme and host, scoring_uri's path
     tracking_uri: str | None = None
     registry_uri: str | None = None
     api_key: SecretStr | None = None
@@ -79,11 +81,11 @@ class MlflowSettings(AdapterSettings):
 
     @model_validator(mode="after")
     def _one_target(self) -> MlflowSettings:
-        if not self.model_uri and not self.scoring_uri:
+        if not self.model_uri and not self.scoring_uri and not self.endpoint_url:
             raise ValueError("set model_uri (models:/name/1, runs:/..., a folder) or scoring_uri")
         return self
 
-    @field_validator("scoring_uri", "tracking_uri", "registry_uri")
+    @field_validator("scoring_uri", "endpoint_url", "tracking_uri", "registry_uri")
     @classmethod
     def _no_credentials_in_uri(cls, value: str | None) -> str | None:
         if value and urlsplit(value).password:
@@ -93,7 +95,7 @@ class MlflowSettings(AdapterSettings):
             )
         return value
 
-    @field_validator("scoring_uri")
+    @field_validator("scoring_uri", "endpoint_url")
     @classmethod
     def _http(cls, value: str | None) -> str | None:
         if value is not None:
@@ -126,31 +128,35 @@ class MlflowClassifier(Classifier):
         self._session: Any = None
         self._local_copy: str | None = None
 
-    # ---- pickling: settings only, the model is loaded again on first use ------------------------------
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.update(_lock=None, _model=None, _session=None, _local_copy=None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.RLock()
-
     # ---- identity and governance ----------------------------------------------------------------------
     @property
     def served(self) -> bool:
-        return self.ml.scoring_uri is not None
+        return self.url is not None
+
+    @property
+    def url(self) -> str | None:
+        """Where a served model is called: ``scoring_uri``, redirected to ``endpoint_url`` when set."""
+        if self.ml.endpoint_url is None:
+            return self.ml.scoring_uri
+        base = urlsplit(self.ml.endpoint_url)
+        path = (urlsplit(self.ml.scoring_uri).path if self.ml.scoring_uri else "") or "/invocations"
+        return f"{base.scheme}://{base.netloc}{path}"
 
     @property
     def model_id(self) -> str:
-        return self.ml.model_uri or str(self.ml.scoring_uri)
+        return self.ml.model_uri or str(self.url)
+
+    def price_query(self) -> PriceQuery:
+        """In-process or on loopback: this machine (no charge per call). Elsewhere: unknown, unless the
+        provider's ``pricing:`` says (an MLflow server can run anywhere, at any price)."""
+        return PriceQuery(label=_SERVED, local=not self.served or is_loopback(self.url))
 
     def service_facts(self) -> ServiceFacts:
         if not self.served:
             return ServiceFacts(
                 service=_LOCAL_PROCESS, vendor="local", region="local", data_leaves_machine=False
             )
-        local = is_loopback(self.ml.scoring_uri)
+        local = is_loopback(self.url)
         return ServiceFacts(
             service=_SERVED, vendor="local" if local else "self-hosted", region="local" if local else None,
             data_leaves_machine=not local,
@@ -254,7 +260,7 @@ class MlflowClassifier(Classifier):
         headers = {"Content-Type": "application/json"}
         if self.ml.api_key is not None:
             headers["Authorization"] = f"Bearer {self.ml.api_key.get_secret_value()}"
-        url = str(self.ml.scoring_uri)
+        url = str(self.url)
         try:
             response = self._http().post(url, json=body, headers=headers, timeout=self.timeout_s)
         except requests.Timeout:

@@ -203,6 +203,19 @@ def test_registered_model_by_alias_with_registry_facts(models, tmp_path, monkeyp
     assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ
 
 
+def test_endpoint_url_redirects_and_pricing_follows_where_it_runs(models, served) -> None:
+    redirected = make(
+        scoring_uri="https://mlflow.example.org/invocations",
+        endpoint_url=served.rsplit("/", 1)[0],
+        tensor_shape=[-1, 28, 28],
+    )
+    assert redirected.url == served and redirected.classify(EXAMPLES[0]).labels
+    assert redirected.price_query().local is True  # loopback: this machine
+    remote = make(scoring_uri="https://mlflow.example.org/invocations", tensor_shape=[-1, 28, 28])
+    assert remote.price_query().local is False and remote.service_facts().data_leaves_machine is True
+    assert make(model_uri=str(models["card"])).price_query().local is True
+
+
 def test_policy_refuses_untrusted_model_uri_before_loading(models) -> None:
     raw = {
         "policy": {"trusted_model_uris": ["models:/derm-*"]},
