@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from cloudderm.adapters import _mlflow_io as io
+from cloudderm.adapters import _mlflow_io as mio
 from cloudderm.adapters._net import is_loopback
 from cloudderm.classifier import AdapterSettings, Classifier, RawResult
 from cloudderm.core import PriceQuery
@@ -121,7 +121,7 @@ class MlflowClassifier(Classifier):
         self.timeout_s = settings.timeout_s or DEFAULT_TIMEOUT_S
         self._lock = threading.RLock()
         self._model: Any = None
-        self._spec: io.InputSpec | None = None
+        self._spec: mio.InputSpec | None = None
         self._class_names: list[str] | None = None
         self._info: dict[str, Any] | None = None
         self._facts: ModelFacts | None = None
@@ -175,6 +175,8 @@ class MlflowClassifier(Classifier):
                 tracking_uri=self.ml.tracking_uri,
                 registry_uri=self.ml.registry_uri,
             )
+            if not self._facts.labels and self.ml.labels:
+                self._facts = self._facts.model_copy(update={"labels": list(self.ml.labels)})
         return self._facts
 
     @property
@@ -209,16 +211,16 @@ class MlflowClassifier(Classifier):
         sources = [(image.source or image.sha256[:12], image.data) for image in images]
         try:
             payload = (
-                io.encode_tensor(sources, spec, fit=self.ml.fit, float_scale=self.ml.float_scale)
+                mio.encode_tensor(sources, spec, fit=self.ml.fit, float_scale=self.ml.float_scale)
                 if spec.kind == "tensor"
-                else io.encode_column(sources, spec)
+                else mio.encode_column(sources, spec)
             )
-        except io.DoesNotFit as e:
+        except mio.DoesNotFit as e:
             raise ImageDoesNotFit(str(e), provider=self.name, endpoint=self.model_id) from None
         output = self._call_served(spec, payload) if self.served else self._call_local(spec, payload)
         try:
-            rows = io.decode_output(output, len(images), self._class_names)
-        except io.UnknownShape as e:
+            rows = mio.decode_output(output, len(images), self._class_names)
+        except mio.UnknownShape as e:
             raise ResponseFormatError(
                 f"unexpected model output: {e}; expected the model card's dict (predicted_class + "
                 "class_probabilities), a DataFrame (one column per class, or label/score) or a 2-D array "
@@ -236,7 +238,7 @@ class MlflowClassifier(Classifier):
             for labels in rows
         ]
 
-    def _call_local(self, spec: io.InputSpec, payload: Any) -> Any:
+    def _call_local(self, spec: mio.InputSpec, payload: Any) -> Any:
         model = self._loaded_model()
         if spec.kind == "column":
             import pandas as pd
@@ -253,7 +255,7 @@ class MlflowClassifier(Classifier):
                 endpoint=self.model_id,
             ) from None
 
-    def _call_served(self, spec: io.InputSpec, payload: Any) -> Any:
+    def _call_served(self, spec: mio.InputSpec, payload: Any) -> Any:
         import requests
 
         body = _request_body(spec, payload, self.ml.request_format)
@@ -334,7 +336,7 @@ class MlflowClassifier(Classifier):
             self._info = {"signature": info.signature, "metadata": dict(info.metadata or {})}
         return self._info
 
-    def _input_spec(self) -> io.InputSpec:
+    def _input_spec(self) -> mio.InputSpec:
         if self._spec is not None:
             return self._spec
         with self._lock:
@@ -342,7 +344,7 @@ class MlflowClassifier(Classifier):
                 self._spec, self._class_names = self._resolve_spec()
             return self._spec
 
-    def _resolve_spec(self) -> tuple[io.InputSpec, list[str] | None]:
+    def _resolve_spec(self) -> tuple[mio.InputSpec, list[str] | None]:
         signature = metadata = None
         if self.ml.model_uri:
             info = self._model_info()
@@ -350,16 +352,16 @@ class MlflowClassifier(Classifier):
         names = self.ml.labels or _class_names(signature, metadata)
         try:
             if self.ml.tensor_shape is not None:
-                return io.tensor_spec(self.ml.tensor_shape, self.ml.tensor_dtype), names
+                return mio.tensor_spec(self.ml.tensor_shape, self.ml.tensor_dtype), names
             if self.ml.image_column is not None and signature is None:
-                return io.InputSpec("column", "binary", name=self.ml.image_column), names
+                return mio.InputSpec("column", "binary", name=self.ml.image_column), names
             if signature is None or signature.inputs is None:
-                raise io.SpecError(
+                raise mio.SpecError(
                     "the model has no input signature: set tensor_shape (e.g. [-1, 28, 28]) and "
                     "tensor_dtype, or image_column"
                 )
-            return io.spec_from_schema(signature.inputs, self.ml.image_column), names
-        except io.SpecError as e:
+            return mio.spec_from_schema(signature.inputs, self.ml.image_column), names
+        except mio.SpecError as e:
             raise ConfigError(str(e), provider=self.name, field="model_uri") from None
 
     def _loaded_model(self) -> Any:
@@ -399,12 +401,12 @@ def _class_names(signature: Any, metadata: dict[str, Any] | None) -> list[str] |
     outputs = getattr(signature, "outputs", None)
     if outputs is not None and not outputs.is_tensor_spec():
         names = [str(c.name) for c in outputs.inputs if c.name]
-        if len(names) > 1 and io.CARD_PROBS not in names:
+        if len(names) > 1 and mio.CARD_PROBS not in names:
             return names
     return None
 
 
-def _request_body(spec: io.InputSpec, payload: Any, request_format: str) -> dict[str, Any]:
+def _request_body(spec: mio.InputSpec, payload: Any, request_format: str) -> dict[str, Any]:
     """The JSON body ``/invocations`` accepts for this input (MLflow's scoring protocol)."""
     if spec.kind == "column":
         if request_format in ("auto", "dataframe_split"):
