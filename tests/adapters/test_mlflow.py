@@ -167,6 +167,58 @@ def test_served_model_gives_the_in_process_answers(models) -> None:
         assert [x.score for x in a.labels] == pytest.approx([x.score for x in b.labels], abs=TOL)
 
 
+@pytest.mark.slow
+def test_mlflow_models_serve_on_loopback(models, tmp_path) -> None:
+    """The real ``mlflow models serve --env-manager local`` in a subprocess, called through scoring_uri."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    cli = shutil.which("mlflow", path=str(Path(sys.executable).parent))
+    if cli is None:
+        pytest.skip("the mlflow command is not installed beside this Python")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),  # the pickled model refers to tests.adapters helpers
+        "PATH": f"{Path(cli).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # it execs uvicorn from there
+    }
+    args = [cli, "models", "serve", "-m", str(models["bytes"]), "--env-manager", "local"]
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(
+        [*args, "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=log, stderr=log
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(
+                    f"mlflow models serve did not start: {(tmp_path / 'serve.log').read_text()[-2000:]}"
+                )
+            time.sleep(0.5)
+        served = make(scoring_uri=f"http://127.0.0.1:{port}/invocations", model_uri=str(models["bytes"]))
+        answers = served.classify_batch(EXAMPLES[:2])
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()
+    local = make(model_uri=str(models["bytes"])).classify_batch(EXAMPLES[:2])
+    for a, b in zip(local, answers):
+        assert [x.label for x in a.labels] == [x.label for x in b.labels]
+        assert [x.score for x in a.labels] == pytest.approx([x.score for x in b.labels], abs=TOL)
+
+
 @pytest.mark.parametrize("request_format", ["inputs", "instances"])
 def test_served_tensor_model_without_model_uri(models, request_format) -> None:
     local = make(model_uri=str(models["frame"])).classify(EXAMPLES[0])
@@ -214,6 +266,23 @@ def test_endpoint_url_redirects_and_pricing_follows_where_it_runs(models, served
     remote = make(scoring_uri="https://mlflow.example.org/invocations", tensor_shape=[-1, 28, 28])
     assert remote.price_query().local is False and remote.service_facts().data_leaves_machine is True
     assert make(model_uri=str(models["card"])).price_query().local is True
+
+
+def test_runs_uri_from_a_provider_specific_tracking_server(models, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    from mlflow import MlflowClient
+
+    uri = (tmp_path / "mlruns").as_uri()
+    client = MlflowClient(tracking_uri=uri)
+    run = client.create_run(client.create_experiment("models")).info.run_id
+    client.log_artifacts(run, str(models["card"]), "model")
+    clf = make(model_uri=f"runs:/{run}/model", tracking_uri=uri)
+    assert clf.model_facts().license == "mit"  # the logged model card, fetched from the run
+    want = make(model_uri=str(models["card"])).classify(EXAMPLES[0])
+    got = clf.classify(EXAMPLES[0])
+    assert [(ls.label, ls.score) for ls in got.labels] == [(ls.label, ls.score) for ls in want.labels]
+    assert "MLFLOW_TRACKING_URI" not in os.environ
 
 
 def test_policy_refuses_untrusted_model_uri_before_loading(models) -> None:
