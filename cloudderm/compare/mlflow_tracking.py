@@ -94,8 +94,8 @@ def log_comparison_safely(
         return log_comparison(out, experiment=experiment)
     except Exception as e:  # tracking must never cost the comparison its outputs
         message = (
-            f"MLflow tracking failed ({type(e).__name__}: {str(e)[:300]}); the comparison's outputs in "
-            f"{out} are complete. Re-run the same command with --mlflow to log it."
+            f"MLflow tracking failed ({type(e).__name__}: {_scrub(str(e))[:300]}); the comparison's outputs "
+            f"in {out} are complete. Re-run the same command with --mlflow to log it."
         )
         if warn is not None:
             warn(message)
@@ -104,6 +104,20 @@ def log_comparison_safely(
 
             warnings.warn(message, stacklevel=2)
         return None
+
+
+def _scrub(text: str) -> str:
+    """MLflow's own credentials (password in the URI, password or token variables) out of an error text."""
+    from urllib.parse import urlsplit
+
+    secrets = [os.environ.get(v) for v in ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")]
+    try:
+        secrets.append(urlsplit(os.environ.get("MLFLOW_TRACKING_URI", "")).password)
+    except ValueError:
+        pass
+    for secret in filter(None, secrets):
+        text = text.replace(str(secret), "***")
+    return text
 
 
 def log_comparison(out: str | os.PathLike, *, experiment: str | None = None) -> MlflowLogged:

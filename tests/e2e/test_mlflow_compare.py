@@ -200,3 +200,21 @@ def test_default_store_allows_the_file_store_for_itself_only(tmp_path, monkeypat
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     with _tracking_uri(tmp_path) as uri:
         assert uri == "http://127.0.0.1:5000" and "MLFLOW_ALLOW_FILE_STORE" not in os.environ
+
+
+def test_tracking_warning_never_quotes_mlflow_credentials(tmp_path, monkeypatch) -> None:
+    from cloudderm.compare import mlflow_tracking
+    from cloudderm.compare.mlflow_tracking import log_comparison_safely
+
+    uri = "https://user:canary-pass-77@127.0.0.1:1/"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "canary-token-88")
+
+    def failing(out, experiment=None):  # as MLflow's client errors do, quote the URI and the request
+        raise RuntimeError(f"API request to {uri}api/2.0 failed (Authorization: Bearer canary-token-88)")
+
+    monkeypatch.setattr(mlflow_tracking, "log_comparison", failing)
+    messages: list[str] = []
+    assert log_comparison_safely(tmp_path, warn=messages.append) is None
+    assert len(messages) == 1 and "MLflow tracking failed" in messages[0]
+    assert "canary-pass-77" not in messages[0] and "canary-token-88" not in messages[0]
