@@ -32,7 +32,7 @@ from cloudderm.config import parse_config
 from cloudderm.errors import ConfigError, PolicyViolation, ResponseFormatError
 from cloudderm.factory import build_classifier
 from cloudderm.images import prepare
-from tests.adapters.conformance import ClassifierConformance
+from cloudderm.testing import ClassifierConformance
 from tests.adapters.mlflow_support import (
     FASHION,
     save_model,

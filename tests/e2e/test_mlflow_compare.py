@@ -23,7 +23,7 @@ pytest.importorskip("azure.core")
 
 from cloudderm.cli import main
 from cloudderm.compare.mlflow_tracking import ARTIFACTS
-from cloudderm.testing.emulators import EmulatedEndpoint, Emulator
+from cloudderm.emulate import EmulatedEndpoint, Emulator
 from cloudderm.testing.fakes import FakeClassifier
 from tests.adapters.mlflow_support import save_model
 from tests.conftest import REPO_ROOT
