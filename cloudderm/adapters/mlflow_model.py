@@ -120,6 +120,7 @@ class MlflowClassifier(Classifier):
         self.max_batch_size = settings.batch_size
         self.timeout_s = settings.timeout_s or DEFAULT_TIMEOUT_S
         self._lock = threading.RLock()
+        self._predict_lock = threading.Lock()
         self._model: Any = None
         self._spec: mio.InputSpec | None = None
         self._class_names: list[str] | None = None
@@ -247,7 +248,10 @@ class MlflowClassifier(Classifier):
         elif spec.name:
             payload = {spec.name: payload}
         try:
-            return model.predict(payload)
+            with (
+                self._predict_lock
+            ):  # a pyfunc's code is not known to be thread-safe; batches carry the speed
+                return model.predict(payload)
         except Exception as e:  # the model's own code raised: a permanent answer for these bytes
             raise ResponseFormatError(
                 f"the pyfunc's predict raised {type(e).__name__}: {str(e)[:200]}",
