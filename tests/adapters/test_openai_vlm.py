@@ -323,3 +323,37 @@ def test_pickles_and_the_copy_answers_the_same(emulator, sample_images) -> None:
     with clone:
         again = clone.classify(sample_images[2])
     assert (again.canonical, again.top.score, again.usage) == (first.canonical, first.top.score, first.usage)
+
+
+def test_azure_without_a_key_uses_entra_id(monkeypatch, sample_images) -> None:
+    """No api_key and no AZURE_OPENAI_API_KEY: a bearer token from DefaultAzureCredential is sent instead."""
+    pytest.importorskip("azure.identity")
+    import azure.identity
+
+    class FakeCredential:
+        def get_token(self, *scopes, **kwargs):  # type: ignore[no-untyped-def]
+            from azure.core.credentials import AccessToken
+
+            assert scopes == ("https://cognitiveservices.azure.com/.default",)
+            return AccessToken("entra-token-for-test", 4102444800)
+
+    monkeypatch.setattr(azure.identity, "DefaultAzureCredential", FakeCredential)
+    monkeypatch.delenv("AZURE_OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    body = {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "gpt-4o",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "nv"}}],
+    }
+    app = Canned(body)
+    with canned_server(app) as url:
+        settings = OpenAISettings(
+            model="gpt-4o", azure_endpoint=url, azure_deployment="d", api_version="2024-10-21"
+        )
+        with OpenAIClassifier("azure", settings) as clf:
+            prediction = clf.classify(sample_images[0])
+    assert prediction.canonical == "nv"
+    assert app.request_headers[0].get("authorization") == "Bearer entra-token-for-test"
+    assert app.request_headers[0].get("api-key") is None
