@@ -90,7 +90,8 @@ class GeminiClassifier(GenerativeClassifier):
     def service_facts(self) -> ServiceFacts:
         return ServiceFacts(
             service="Vertex AI Gemini generateContent" if self.vertex else "Gemini API generateContent",
-            vendor="gcp",
+            # the Gemini API (key) is not a Google Cloud service: Google Cloud's facts (BAA) do not apply
+            vendor="gcp" if self.vertex else "google",
             region=self.gm.location,
             data_leaves_machine=not is_loopback(self.gm.endpoint_url),
             general_purpose_model=True,

@@ -106,3 +106,6 @@ def test_vertex_and_key_are_exclusive() -> None:
         "g", GeminiSettings(model="gemini-2.0-flash", project="p", location="europe-west4")
     )
     assert vertex.service_facts().region == "europe-west4" and vertex.vertex
+    assert vertex.service_facts().vendor == "gcp"
+    api = GeminiClassifier("g", GeminiSettings(model="gemini-2.0-flash", api_key="k"))
+    assert api.service_facts().vendor == "google" and api.governance.baa_available is None  # not Google Cloud
