@@ -102,3 +102,10 @@ def _tiny_jpeg() -> bytes:
     from tests.conftest import make_jpeg
 
     return make_jpeg((10, 20, 30))
+
+
+def test_governance_card_is_sourced_or_unknown() -> None:
+    card = AnthropicClassifier("claude", AnthropicSettings(model="claude-haiku-4-5")).governance
+    assert card.service.general_purpose_model and card.service.vendor == "anthropic"
+    assert card.training_use.source.startswith("https://privacy.claude.com/")
+    assert card.data_retention is None  # not sourced: shown as unknown, never guessed
