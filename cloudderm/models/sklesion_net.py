@@ -88,9 +88,9 @@ def build_sklesion(keras_bytes: bytes) -> Any:
         return torch.from_numpy(np.asarray(h5[f"{group}/vars/{i}"], dtype=np.float32))
 
     def same_pad(x: torch.Tensor, k: tuple[int, int], s: tuple[int, int], value: float = 0.0) -> torch.Tensor:
-        pads = []
-        for size, kk, ss in ((x.shape[3], k[1], s[1]), (x.shape[2], k[0], s[0])):
-            total = max((-(-size // ss) - 1) * ss + kk - size, 0)
+        pads = []  # python ints: constants in an ONNX trace (the input size is fixed), exact in eager mode
+        for size, kk, ss in ((int(x.shape[3]), k[1], s[1]), (int(x.shape[2]), k[0], s[0])):
+            total = max(((size + ss - 1) // ss - 1) * ss + kk - size, 0)
             pads += [total // 2, total - total // 2]
         return F.pad(x, pads, value=value) if any(pads) else x
 
