@@ -49,6 +49,9 @@ BUILTIN_ADAPTERS: Mapping[str, AdapterSpec] = MappingProxyType(
         "vertex": AdapterSpec(
             "cloudderm.adapters.vertex:VertexClassifier", "gcp", "Google Vertex AI endpoint"
         ),
+        "zoo": AdapterSpec(
+            "cloudderm.adapters.zoo:ZooClassifier", "zoo", "built-in trained model from a PyPI wheel, local"
+        ),
     }
 )
 

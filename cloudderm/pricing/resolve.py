@@ -31,6 +31,7 @@ ADAPTER_VENDORS: Mapping[str, str] = {
     "vertex": "gcp",
     "huggingface": "local",
     "azureml-onnx": "local",
+    "zoo": "local",
     "fake": "local",
 }
 
