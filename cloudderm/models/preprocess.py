@@ -106,8 +106,9 @@ def effnet_tensor(raw: bytes, size: int = 224, mean: float = 127.0, std: float =
     """EfficientNet-Lite0's input from the file bytes: float32 ``(3, size, size)``, ``(x - 127) / 128``.
 
     The EfficientNet reference evaluation transform (``_decode_and_center_crop`` in the TF EfficientNet
-    code): a central square of side ``int(size / (size + 32) * min(h, w))``, offsets ``((h - side) + 1) // 2``,
-    then bilinear resize to ``size``. With it the model gives espresso 0.95 on the coffee photo.
+    code): a central square of side ``int(size / (size + 32) * min(h, w))``, offsets
+    ``((h - side) + 1) // 2``, then bilinear resize to ``size``. With it the model gives espresso 0.95
+    on the coffee photo.
     """
     pixels = decode_like_tf(raw)
     height, width = pixels.shape[:2]
