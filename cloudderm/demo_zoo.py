@@ -92,28 +92,17 @@ class RecordTable:
 
 def zoo_backends(folder: Path, csv_path: Path | None) -> dict[str, Any]:
     """The emulated endpoints' models: EfficientNet-Lite0, sklesion, sklesion with the record join."""
-    from dataclasses import dataclass
-
     from cloudderm.adapters.zoo import ZooClassifier, ZooSettings
+    from cloudderm.core import ImageContext
     from cloudderm.images import PreparedImage
 
     table = RecordTable(folder, csv_path)
-
-    @dataclass(frozen=True)
-    class WithRecord(PreparedImage):
-        context: Any = None
 
     class RecordJoin(ZooClassifier):
         """sklesion with ``use_metadata``; each received image is joined to its record server-side."""
 
         def _infer(self, images: Sequence[PreparedImage]) -> list:
-            joined = [
-                WithRecord(
-                    **{k: getattr(i, k) for k in PreparedImage.__dataclass_fields__},
-                    context=table.lookup(i.data),
-                )
-                for i in images
-            ]
+            joined = [i.with_context(ImageContext.of(table.lookup(i.data))) for i in images]
             return super()._infer(joined)
 
     return {

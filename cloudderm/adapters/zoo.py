@@ -10,8 +10,9 @@ the Classifier base. Model facts come from the card pinned in code. The model is
 it is missing (``cloudderm models fetch NAME`` does it ahead of time; offline, the error names the fix).
 
 ``use_metadata: true`` gives sklesion each image's age, sex and body site from the per-image context
-(``classify(image, context=...)``, or a dataset's columns); without it, or without a context, the model
-gets "unknown" for all three, exactly as its package does for missing values.
+(``classify(image, context=...)``, or a dataset's age/sex/site columns, as ``image.context``); without it,
+or without a context, the model gets "unknown" for all three, exactly as its package does for missing
+values. The adapter is picklable (the base class rebuilds it from settings; the session reopens lazily).
 """
 
 from __future__ import annotations
@@ -56,12 +57,6 @@ class ZooClassifier(Classifier):
         self.max_batch_size = settings.batch_size
         self._runtime: Any = None
         self._labels: list[str] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Picklable: the loaded session stays behind and is reopened lazily in the new process."""
-        state = dict(self.__dict__)
-        state["_runtime"] = None
-        return state
 
     # ---- identity and governance -----------------------------------------------------------------
     @property

@@ -130,6 +130,26 @@ def test_metadata_reaches_the_model_only_when_asked(reference: dict, shared_data
     assert dict(without.labels) != scores
 
 
+@pytest.mark.slow
+def test_context_through_classify_reaches_sklesion_from_config_alone(shared_data) -> None:
+    """Image only vs image + metadata is two providers in a config; the context travels with classify()."""
+    _need("sklesion-xception")
+    cfg = _config(
+        plain={"adapter": "zoo", "model": "sklesion-xception"},
+        meta={"adapter": "zoo", "model": "sklesion-xception", "use_metadata": True},
+    )
+    plain, meta = build_classifier("plain", cfg), build_classifier("meta", cfg)
+    image = shared_data / "images" / "PAT_46_881_939.png"
+    context = {"age": 70, "sex": "male", "site": "face"}
+    with_meta, without = meta.classify(image, context=context), plain.classify(image, context=context)
+    assert with_meta.provider_details["metadata"]["sklesion_site"] == "head-or-neck"
+    assert with_meta.provider_details["metadata"]["age"] == 70
+    assert str(without.provider_details["metadata"]).startswith("unknown")
+    assert [ls.score for ls in with_meta.labels] != [ls.score for ls in without.labels]
+    batch = meta.classify_batch([(image, context), image])
+    assert batch[1].provider_details["metadata"]["sklesion_site"] == "unknown"
+
+
 def test_card_matches_the_packages_own_reports() -> None:
     """The pinned metrics, class order and constants equal the wheel's cr_test.pkl / model_props.pkl."""
     card = CARDS["sklesion-xception"]
