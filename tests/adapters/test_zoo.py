@@ -209,3 +209,16 @@ class TestZooConformance(ClassifierConformance):
     @pytest.fixture
     def batch_tolerance(self) -> float:
         return 1e-4  # onnxruntime's CPU kernels differ slightly between batch sizes (float32)
+
+
+def test_zoo_adapter_pickles_before_and_after_warm_up(shared_data) -> None:
+    """Picklable by settings alone: a process pool gets a fresh adapter that reopens the session lazily."""
+    _need("efficientnet-lite0")
+    clf = build_classifier("imagenet", _config(imagenet={"adapter": "zoo", "model": "efficientnet-lite0"}))
+    before = pickle.loads(pickle.dumps(clf))
+    clf.warm_up()
+    after = pickle.loads(pickle.dumps(clf))
+    image = shared_data / "ood" / "coffee.png"
+    expected = clf.classify(image).top
+    for copy in (before, after):
+        assert copy.settings == clf.settings and copy.classify(image).top.label == expected.label
