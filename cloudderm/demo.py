@@ -3,7 +3,7 @@
 Why: the fastest way to see what cloudderm does is to run it end to end. The demo compares four providers
 on ``examples/images`` (dermoscopic ISIC and smartphone PAD-UFES-20 photos): a local model, and the
 SageMaker, Azure ML and Vertex AI adapters talking — over real HTTP, through the real SDK clients — to
-loopback emulators of those services (``cloudderm.testing.emulators``). So every byte of the cloud code
+loopback emulators of those services (``cloudderm.emulate``). So every byte of the cloud code
 paths runs; only the cloud is missing.
 
 Models: the two trained built-in models from PyPI wheels (``cloudderm models``; see
@@ -149,7 +149,7 @@ def _seed_models(timeout_s: float, note: Any) -> DemoModels | None:
 
 def build_stand_ins(cache_dir: Path) -> tuple[Path, Path]:
     """Untrained MobileNetV2 (ImageNet-style labels) and a small ViT (the 7 marmal88 labels), saved once."""
-    from cloudderm.testing.hf_models import save_mobilenet_v2, save_vit
+    from cloudderm.emulate.models import save_mobilenet_v2, save_vit
 
     mobilenet = cache_dir / f"mobilenet_v2-standin-{STAND_IN_VERSION}"
     skin_vit = cache_dir / f"skin-vit-standin-{STAND_IN_VERSION}"
@@ -246,8 +246,8 @@ def run_demo(
     from cloudderm.compare import run_compare
     from cloudderm.config import parse_config
     from cloudderm.demo_zoo import fetch_zoo, findings, zoo_backends, zoo_providers
+    from cloudderm.emulate import EmulatedEndpoint, Emulator
     from cloudderm.report import render_terminal, write_reports
-    from cloudderm.testing.emulators import EmulatedEndpoint, Emulator
 
     def note(text: str) -> None:
         if console is not None:

@@ -16,7 +16,7 @@ import pytest
 
 from cloudderm.models.cards import CARDS
 from cloudderm.models.store import fetch_command, is_ready
-from tests.adapters.conformance import ClassifierConformance
+from cloudderm.testing import ClassifierConformance
 
 pytest.importorskip("onnxruntime", reason='needs the zoo extra: pip install "cloudderm[zoo]"')
 pytest.importorskip("simplejpeg", reason='needs the zoo extra: pip install "cloudderm[zoo]"')
