@@ -95,7 +95,8 @@ def _border(shape: tuple[int, int]) -> np.ndarray:
 
 def lesion_mask(pixels: np.ndarray) -> np.ndarray:
     """Darker-than-Otsu pixels away from the border band (True = lesion)."""
-    gray = pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    luma = pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    gray = np.clip(np.rint(luma), 0, 255).astype(np.uint8)  # the threshold and the test see the same levels
     return (gray <= otsu(gray)) & ~_border(gray.shape)
 
 
