@@ -65,6 +65,8 @@ class PairPlan:
     image: PreparedImage
     method: str
     calls: int
+    images: int = 0
+    cost_usd: float | None = 0.0
     occlusion: OcclusionPlan | None = None
     prepared: list[PreparedImage] = field(default_factory=list)
 
@@ -79,27 +81,26 @@ class Budget:
     def calls(self) -> int:
         return sum(p.calls for p in self.pairs)
 
-    def per_provider(self) -> dict[str, tuple[int, float | None]]:
-        out: dict[str, tuple[int, float | None]] = {}
+    def per_provider(self) -> dict[str, tuple[int, int, float | None]]:
+        """Provider -> (requests, images, estimated USD or None)."""
+        out: dict[str, tuple[int, int, float | None]] = {}
         for pair in self.pairs:
-            calls, _ = out.get(pair.clf.name, (0, 0.0))
-            pricing = pair.clf.pricing
-            per_call = pricing.cost_per_call(1) if pricing is not None else None
-            total = calls + pair.calls
-            out[pair.clf.name] = (total, None if per_call is None else per_call * total)
+            calls, images, cost = out.get(pair.clf.name, (0, 0, 0.0))
+            total = None if cost is None or pair.cost_usd is None else cost + pair.cost_usd
+            out[pair.clf.name] = (calls + pair.calls, images + pair.images, total)
         return out
 
     @property
     def cost_usd(self) -> float | None:
-        costs = [cost for _, cost in self.per_provider().values()]
+        costs = [cost for _, _, cost in self.per_provider().values()]
         return None if any(c is None for c in costs) else float(sum(costs))  # type: ignore[arg-type]
 
     def lines(self) -> list[str]:
         """Human lines: one per provider, then the total (printed before any call)."""
         out = []
-        for name, (calls, cost) in self.per_provider().items():
-            price = "cost unknown (no sourced price)" if cost is None else f"est. ${cost:.4f}"
-            out.append(f"{name}: {calls} calls, {price}")
+        for name, (calls, images, cost) in self.per_provider().items():
+            price = "no per-call price (see `cloudderm cost`)" if cost is None else f"est. ${cost:.4f}"
+            out.append(f"{name}: {calls} calls ({images} images), {price}")
         total = self.cost_usd
         price = "unknown" if total is None else f"${total:.4f}"
         out.append(f"total: {self.calls} provider calls, estimated cost {price}")
@@ -170,25 +171,36 @@ class Explainer:
         occ = occlusion_plan(np.asarray(image.to_pil()), self.options.grid)
         prepared = [self._prepare(clf, pixels, image, k) for k, pixels in enumerate(occ.images)]
         caller = self.caller(clf)
-        missing = caller.missing(prepared)
+        calls, images, cost = caller.quote(prepared)
         if self.options.deletion:
-            if missing:
-                missing += 2  # the masked images depend on a map not yet made: new bytes, 2 calls
+            if images:  # the masked images depend on a map not yet made, so they are new bytes too
+                masked = [prepared[0], prepared[0]]  # stand-ins of the same size for the two masked images
+                extra = caller.clf.plan_batches(masked)
+                pricing = clf.pricing
+                each = [pricing.cost_per_call(len(b)) if pricing else None for b in extra]
+                calls, images = calls + len(extra), images + 2
+                cost = (
+                    None
+                    if cost is None or None in each
+                    else cost + sum(e * len(b) for e, b in zip(each, extra))
+                )
             else:
-                missing += self._deletion_missing(clf, caller, occ, prepared, image)
-        return PairPlan(clf, image, method, missing, occ, prepared)
+                more = self._deletion_quote(clf, caller, occ, prepared, image)
+                calls, images = calls + more[0], images + more[1]
+                cost = None if cost is None or more[2] is None else cost + more[2]
+        return PairPlan(clf, image, method, calls, images, cost, occ, prepared)
 
-    def _deletion_missing(
+    def _deletion_quote(
         self, clf: Classifier, caller: CachedCaller, occ: OcclusionPlan, prepared: list, image: PreparedImage
-    ) -> int:
-        """With every occlusion answer stored, the map and hence the masked images are known: count them."""
-        saved = caller.calls, caller.cached
-        answers = caller.answer(prepared)
-        caller.calls, caller.cached = saved
+    ) -> tuple[int, int, float | None]:
+        """With every occlusion answer stored, the map and hence the masked images are known: quote them."""
+        saved = caller.cached
+        answers = caller.answer(prepared)  # all stored: sends nothing
+        caller.cached = saved
         label, _ = resolve_target(clf, answers[0].labels, self.options.target)
         saliency = normalise(occ.saliency([a.labels.get(label, 0.0) for a in answers]))
         masked = checks.deletion_images(occ.images[0], saliency)
-        return caller.missing([self._prepare(clf, m, image, f"masked-{i}") for i, m in enumerate(masked)])
+        return caller.quote([self._prepare(clf, m, image, f"masked-{i}") for i, m in enumerate(masked)])
 
     @staticmethod
     def _prepare(clf: Classifier, pixels: np.ndarray, image: PreparedImage, tag: object) -> PreparedImage:
@@ -270,7 +282,7 @@ class Explainer:
         clf, occ = pair.clf, pair.occlusion
         assert occ is not None
         caller = self.caller(clf)
-        before = caller.calls, caller.cached, caller.cost_usd
+        before = caller.calls, caller.cached, caller.cost_usd, caller.images_sent
         answers = caller.answer(pair.prepared)
         label, score = resolve_target(clf, answers[0].labels, self.options.target)
         saliency = normalise(occ.saliency([a.labels.get(label, 0.0) for a in answers]))
@@ -292,6 +304,7 @@ class Explainer:
             }
         exp.calls = caller.calls - before[0]
         exp.cached_calls = caller.cached - before[1]
+        exp.images_sent = caller.images_sent - before[3]
         if caller.cost_usd is None or before[2] is None:
             exp.cost_usd = None
         else:

@@ -41,7 +41,8 @@ class CachedCaller:
         self.clf = clf
         self.store = store
         self.chash = config_hash(clf.settings)
-        self.calls = 0
+        self.calls = 0  # requests sent (a batching adapter packs several images into one)
+        self.images_sent = 0
         self.cached = 0
         self.cost_usd: float | None = 0.0
         self._limiter = None
@@ -61,10 +62,25 @@ class CachedCaller:
             return None
         return {item["label"]: float(item["score"]) for item in row.get("labels", [])}
 
-    def missing(self, images: Sequence[PreparedImage]) -> int:
-        """How many of ``images`` (distinct bytes) have no stored answer, i.e. would be sent."""
+    def unanswered(self, images: Sequence[PreparedImage]) -> list[PreparedImage]:
+        """The distinct images among ``images`` with no stored answer, i.e. those that would be sent."""
         unique = {img.sha256: img for img in images}
-        return sum(1 for img in unique.values() if self._stored(img) is None)
+        return [img for img in unique.values() if self._stored(img) is None]
+
+    def quote(self, images: Sequence[PreparedImage]) -> tuple[int, int, float | None]:
+        """(requests, images, estimated USD) to answer ``images``, batched as ``answer`` will send them.
+
+        The cost is what the price catalog attributes to each image of a call of that batch size, as
+        ``Prediction.cost_usd`` will (None: no sourced price, or an always-on endpoint billed by the hour).
+        """
+        todo = self.unanswered(images)
+        batches = self.clf.plan_batches(todo)
+        pricing = self.clf.pricing
+        cost: float | None = 0.0
+        for batch in batches:
+            each = pricing.cost_per_call(len(batch)) if pricing is not None else None
+            cost = None if cost is None or each is None else cost + each * len(batch)
+        return len(batches), len(todo), cost
 
     def answer(self, images: Sequence[PreparedImage]) -> list[Answer]:
         """One Answer per image, in order: stored ones first, the rest sent in provider-sized batches."""
@@ -87,12 +103,13 @@ class CachedCaller:
             predictions = call_with_retries(
                 lambda c=chunk: self.clf.classify_prepared(c), self.clf.retry_policy
             )
+            self.calls += 1
+            self.images_sent += len(chunk)
             for img, prediction in zip(chunk, predictions):
-                self.calls += 1
                 if prediction.cost_usd is None:
                     self.cost_usd = None
                 elif self.cost_usd is not None:
-                    self.cost_usd += prediction.cost_usd
+                    self.cost_usd += prediction.cost_usd  # the catalog prices each image of a call
                 labels = {ls.label: ls.score for ls in prediction.labels}
                 found[img.sha256] = Answer(labels, False, prediction.cost_usd)
                 if self.store is not None:

@@ -61,6 +61,7 @@ def write_run(
         "calls": {
             "announced": announced_calls,
             "made": made,
+            "images_sent": sum(e.images_sent for e in explanations),
             "cached": sum(e.cached_calls for e in explanations),
         },
         "cost_usd": None if any(c is None for c in costs) else round(sum(costs), 8),  # type: ignore[arg-type]

@@ -21,8 +21,9 @@ METHODS: tuple[str, ...] = ("gradcam", "integrated-gradients", "rollout", "occlu
 class Explanation:
     """A saliency map (float32, the prepared image's height x width, 0..1) and its provenance.
 
-    ``calls``/``cached_calls`` count adapter calls made for this map (perturbed images for occlusion, the
-    deletion check's masked images) and those answered from the results store instead; ``cost_usd`` is
+    ``calls`` counts provider requests made for this map (perturbed images for occlusion, the deletion
+    check's masked images; a batching adapter sends several images per request), ``images_sent`` the
+    images in them, ``cached_calls`` the images answered from the results store instead; ``cost_usd`` is
     None when the provider has no sourced price. ``sanity``, ``deletion`` and ``focus`` are the checks'
     figures (see ``cloudderm.explain.checks``); None when not run.
     """
@@ -37,6 +38,7 @@ class Explanation:
     target_score: float
     saliency: np.ndarray
     calls: int = 0
+    images_sent: int = 0
     cached_calls: int = 0
     cost_usd: float | None = 0.0
     sanity: dict[str, Any] | None = None
@@ -69,6 +71,7 @@ class Explanation:
             },
             "map_shape": list(self.saliency.shape),
             "calls": self.calls,
+            "images_sent": self.images_sent,
             "cached_calls": self.cached_calls,
             "cost_usd": self.cost_usd,
             "sanity": self.sanity,
