@@ -89,7 +89,7 @@ def test_cli_writes_maps_overlays_and_explain_json(models, tmp_path: Path) -> No
         assert saliency.dtype == np.float32 and saliency.min() >= 0.0 and saliency.max() <= 1.0
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((out / "explain.json").read_text())
-    assert report["calls"] == {"announced": 0, "made": 0, "cached": 0}
+    assert report["calls"] == {"announced": 0, "made": 0, "images_sent": 0, "cached": 0}
     pairs = {(e["provider"], e["method"]) for e in report["explanations"]}
     assert pairs == {("cnn", "gradcam"), ("vit", "rollout")}
     for entry in report["explanations"]:
