@@ -37,7 +37,6 @@ from cloudderm.registry import install_hint
 
 if TYPE_CHECKING:
     from cloudderm.adapters._hf_preprocess import Preprocessor
-    from cloudderm.explain.torch_target import TorchTarget
     from cloudderm.images import PreparedImage
 
 __all__ = ["HuggingFaceClassifier", "HuggingFaceSettings", "hub_offline"]
@@ -152,12 +151,6 @@ class HuggingFaceClassifier(Classifier):
             details["onnx_path"] = str(loaded.onnx_path)
             details["onnx_exported_now"] = loaded.exported_now
         return details
-
-    def explain_target(self) -> TorchTarget:
-        """The PyTorch model for gradient explanations (loaded separately, float32, eager attention)."""
-        from cloudderm.explain.hf import hf_target
-
-        return hf_target(self)
 
     # ---- inference --------------------------------------------------------------------------------
     def _infer(self, images: Sequence[PreparedImage]) -> list[RawResult]:

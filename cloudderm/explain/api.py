@@ -9,6 +9,7 @@ free) so the caller can print the count and cost and refuse above the budget.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,11 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MAX_CALLS", "SANITY_THRESHOLD", "CallBudgetExceeded", "ExplainOptions", "Explainer"]
 
 DEFAULT_MAX_CALLS = 200
+# Built-in adapters whose PyTorch model can be explained by gradients: adapter name -> target builder.
+BUILTIN_TARGETS = {
+    "huggingface": "cloudderm.explain.hf:hf_target",
+    "zoo": "cloudderm.explain.zoo:zoo_target",
+}
 SANITY_THRESHOLD = 0.5
 CHOICES = ("auto", *METHODS)
 
@@ -130,10 +136,20 @@ class Explainer:
 
     # ---- which method, which model ---------------------------------------------------------------
     def torch_target(self, clf: Classifier) -> TorchTarget | None:
-        """The provider's PyTorch model when its adapter can hand one out (loaded once), else None."""
+        """The provider's PyTorch model when one can be had (loaded once), else None (a black box).
+
+        An adapter offers one with an ``explain_target()`` method (third-party adapters do so); the
+        built-in local adapters are listed in ``BUILTIN_TARGETS`` so their modules need not know about
+        explanations.
+        """
         if clf.name not in self._targets:
             factory = getattr(clf, "explain_target", None)
-            self._targets[clf.name] = factory() if callable(factory) else None
+            if not callable(factory) and clf.adapter in BUILTIN_TARGETS:
+                module, _, attr = BUILTIN_TARGETS[clf.adapter].partition(":")
+                builder = getattr(importlib.import_module(module), attr)
+                self._targets[clf.name] = builder(clf)
+            else:
+                self._targets[clf.name] = factory() if callable(factory) else None
         return self._targets[clf.name]
 
     def method_for(self, clf: Classifier) -> str:

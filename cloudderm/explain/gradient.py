@@ -61,7 +61,7 @@ def integrated_gradients(
     ig = attr.IntegratedGradients(target.model).attribute(
         pixels, baselines=baseline, target=index, n_steps=steps, internal_batch_size=min(steps, 16)
     )
-    raw = ig.detach().float().abs().sum(dim=1).cpu().numpy()[0]
+    raw = ig.detach().float().abs().sum(dim=-1 if target.channels_last else 1).cpu().numpy()[0]
     return raw, {
         "steps": steps,
         "baseline": "zeros (the normalised mean image)",

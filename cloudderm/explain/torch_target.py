@@ -34,6 +34,8 @@ class TorchTarget:
             (a centre crop sees less than the whole image); default: the whole image.
         attentions: pixels -> per-layer attention tensors (N, heads, T, T), for rollout.
         multi_label: scores are per-label sigmoids rather than a softmax.
+        outputs: ``"probabilities"`` when the module ends in its own softmax (then used as is).
+        channels_last: the input is (N, H, W, C) (a Keras-built model) rather than (N, C, H, W).
     """
 
     model: Any
@@ -45,6 +47,8 @@ class TorchTarget:
     input_box: Callable[[int, int], tuple[float, float, float, float]] | None = None
     attentions: Callable[[Any, Any], Sequence[Any]] | None = None
     multi_label: bool = False
+    outputs: Literal["logits", "probabilities"] = "logits"
+    channels_last: bool = False
     device: str = "cpu"
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -64,6 +68,8 @@ class TorchTarget:
         batch = torch.cat([self.tensor(img) for img in images])
         with torch.no_grad():
             logits = self.model(batch).float()
+        if self.outputs == "probabilities":
+            return logits.cpu().numpy()
         probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
         return probs.cpu().numpy()
 
