@@ -18,7 +18,7 @@ pytest.importorskip("boto3")
 pytest.importorskip("azure.core")
 
 from cloudderm.cli import main
-from cloudderm.testing.emulators import Emulator
+from cloudderm.emulate import Emulator
 from tests.e2e.emulator_support import emulator_aws_env
 from tests.explain.models import NetClassifier, quadrant_share, textured_image
 
