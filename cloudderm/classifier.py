@@ -238,17 +238,20 @@ class Classifier(ABC):
         method: str = "auto",
         target: str | None = None,
         sanity: bool = False,
-        max_calls: int | None = 200,
+        max_calls: int | None = None,
+        yes: bool = False,
     ) -> Explanation:
         """A saliency map of ``image`` for ``target`` (default: the top label); see docs/explain.md.
 
         ``method``: ``auto`` (Grad-CAM for local CNNs, rollout for local ViTs, occlusion otherwise),
-        ``gradcam``, ``integrated-gradients``, ``rollout`` or ``occlusion``. Occlusion sends many images;
-        above ``max_calls`` it refuses before the first (None: no limit).
+        ``gradcam``, ``integrated-gradients``, ``rollout`` or ``occlusion``. Occlusion sends many images:
+        above ``max_calls`` (default: the 200-call budget, unless ``yes``) it refuses before the first.
         """
         from cloudderm.explain.api import explain_one
 
-        return explain_one(self, image, method=method, target=target, sanity=sanity, max_calls=max_calls)
+        return explain_one(
+            self, image, method=method, target=target, sanity=sanity, max_calls=max_calls, yes=yes
+        )
 
     @property
     def governance(self) -> GovernanceCard:

@@ -354,11 +354,12 @@ def explain_one(
     method: str = "auto",
     target: str | None = None,
     sanity: bool = False,
-    max_calls: int | None = DEFAULT_MAX_CALLS,
+    max_calls: int | None = None,
+    yes: bool = False,
     store: ResultStore | None = None,
 ) -> Explanation:
-    """``Classifier.explain``: one image, one provider; refuses above ``max_calls`` (None = no limit)."""
+    """``Classifier.explain``: one image, one provider; the budget rules of the CLI (``Budget.check``)."""
     explainer = Explainer(ExplainOptions(method=method, target=target, sanity=sanity), store)
     budget = explainer.plan([(clf.prepare(image), clf)])
-    budget.check(max_calls, yes=max_calls is None)
+    budget.check(max_calls, yes)
     return explainer.explain(budget.pairs[0])

@@ -74,3 +74,12 @@ def test_a_map_that_ignores_the_weights_is_flagged() -> None:
     exp = NetClassifier("quadrant").explain(textured_image(), method="gradcam", sanity=True)
     assert exp.sanity["spearman"] >= 0.5 and exp.sanity["flag"].startswith("sanity")
     assert any(flag.startswith("sanity") for flag in exp.flags)
+
+
+def test_the_python_api_refuses_over_budget_before_any_call() -> None:
+    from cloudderm.explain.api import CallBudgetExceeded
+
+    clf = NetClassifier("quadrant")
+    with pytest.raises(CallBudgetExceeded, match="52"):  # default 7x7 tiles + baseline + 2 deletion images
+        clf.explain(textured_image(), method="occlusion", max_calls=10)
+    assert clf.sent == 0
