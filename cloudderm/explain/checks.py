@@ -117,7 +117,10 @@ def focus(pixels: np.ndarray, saliency: np.ndarray) -> dict[str, Any]:
             "background": float(saliency[background].sum()) / mass,
         }
     flag = None
-    if not reliable:
+    if mass <= 0:
+        note = "empty map: nothing in the image changed the target score"
+        flag = "empty map: no region of the image moved the target score"
+    elif not reliable:
         note = f"mask unreliable: the Otsu lesion mask covers {area:.0%} of the image"
     else:
         note = None

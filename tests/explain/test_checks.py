@@ -66,6 +66,11 @@ def test_focus_shares_follow_the_lesion_mask() -> None:
     )
 
 
+def test_an_empty_map_is_flagged_as_such_not_as_a_shortcut() -> None:
+    result = checks.focus(_lesion_image(), np.zeros((100, 100), dtype=np.float32))
+    assert result["flag"].startswith("empty map") and result["lesion_share"] == 0.0
+
+
 def test_deletion_masks_the_top_and_random_fractions() -> None:
     pixels = np.full((10, 10, 3), 100, dtype=np.uint8)
     pixels[0, 0] = 0
