@@ -3,6 +3,8 @@
 Exit codes: 0 every image answered by every provider; 1 finished, but some answers are errors or were
 skipped (unreadable image, provider failure, open circuit breaker); 2 bad config/dataset/flags; 3 the
 policy refused a provider (nothing was sent); 130 interrupted (re-run the same command to resume).
+With ``--explain N`` the comparison runs first; an explanation budget refusal (``--max-calls``/``--yes``) is
+then exit 2 with the comparison's outputs kept, and a failed explanation makes the exit code 1.
 """
 
 from __future__ import annotations
