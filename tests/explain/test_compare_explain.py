@@ -62,3 +62,6 @@ def test_compare_explain_respects_the_call_budget(run, tmp_path: Path) -> None:
     assert main([*run, "--explain", "2", "--max-calls", "10"]) == 2
     assert not (tmp_path / "out" / "explain" / "explain.json").exists()
     assert main([*run, "--explain", "2", "--max-calls", "104"]) == 0
+    assert main([*run, "--explain", "2", "--max-calls", "1"]) == 0, "a rerun needs no call, so fits any cap"
+    calls = json.loads((tmp_path / "out" / "summary.json").read_text())["explain"]["calls"]
+    assert calls == {"announced": 0, "made": 0}
