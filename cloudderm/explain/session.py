@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cloudderm.errors import CloudDermError
+from cloudderm.errors import CloudDermError, ConfigError, MissingDependencyError
 from cloudderm.explain.output import write_maps, write_run
 
 if TYPE_CHECKING:
@@ -46,7 +46,12 @@ def run_explanations(
     yes: bool,
     console: Console | None = None,
 ) -> ExplainRun:
-    """Explain every image for every classifier into ``out``; raises CallBudgetExceeded before any call."""
+    """Explain every image for every classifier into ``out``; raises CallBudgetExceeded before any call.
+
+    A provider failure is recorded and the run goes on (exit 1). A usage or environment problem (an
+    unknown target, a missing credential or SDK) is recorded too, and raised once ``explain.json`` is
+    written (exit 2).
+    """
     from rich.progress import Progress
 
     stems = _unique_stems([stem for stem, _ in images])
@@ -59,10 +64,13 @@ def run_explanations(
     run = ExplainRun(announced_calls=budget.calls)
     with Progress(console=console, disable=console is None, transient=True) as progress:
         task = progress.add_task("explaining", total=len(budget.pairs))
+        usage_error: CloudDermError | None = None
         for pair in budget.pairs:
             try:
                 exp = explainer.explain(pair)
             except CloudDermError as e:
+                if isinstance(e, (ConfigError, MissingDependencyError)) and usage_error is None:
+                    usage_error = e  # a bad target or a missing credential: exit 2 once the record is written
                 run.errors.append(
                     {
                         "image": pair.image.source,
@@ -92,6 +100,8 @@ def run_explanations(
             console.print(f"[red]{error['provider']} on {error['image']}: {error['error']}[/]")
         made = sum(e.calls for e in run.explanations)
         console.print(f"[dim]{made} provider calls made ({budget.calls} announced); wrote {run.json_path}[/]")
+    if usage_error is not None:
+        raise usage_error
     return run
 
 

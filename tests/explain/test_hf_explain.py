@@ -94,7 +94,7 @@ def test_cli_writes_maps_overlays_and_explain_json(models, tmp_path: Path) -> No
     assert pairs == {("cnn", "gradcam"), ("vit", "rollout")}
     for entry in report["explanations"]:
         assert {"sanity", "deletion", "focus", "target", "parameters", "cost_usd"} <= set(entry)
-    assert main(["explain", str(IMAGE), "-c", str(config), "-o", str(out), "--target", "nosuch"]) == 1
+    assert main(["explain", str(IMAGE), "-c", str(config), "-o", str(out), "--target", "nosuch"]) == 2
     bad = json.loads((out / "explain.json").read_text())
     assert bad["errors"] and "nosuch" in bad["errors"][0]["error"]
     assert main(["explain", str(IMAGE), "-c", str(config), "-o", str(out), "--method", "lime"]) == 2
