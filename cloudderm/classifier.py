@@ -119,6 +119,8 @@ class Classifier(ABC):
     # Who is paid / who receives the images: "aws", "azure", "gcp", "openai", ..., or "local" (this machine).
     vendor: ClassVar[str] = "unknown"
     Settings: ClassVar[type[AdapterSettings]] = AdapterSettings
+    # A local model whose inference may run in a ``compare --workers`` process (it pickles, and is CPU-bound).
+    runs_in_worker_process: ClassVar[bool] = False
     max_batch_size: int = 1
 
     def __init__(

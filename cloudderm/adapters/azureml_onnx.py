@@ -113,6 +113,7 @@ class AzureMLOnnxClassifier(Classifier):
 
     adapter = "azureml-onnx"
     vendor = "local"
+    runs_in_worker_process = True  # compare --workers runs it in worker processes
     Settings = AzureMLOnnxSettings
 
     def __init__(self, name: str, settings: AzureMLOnnxSettings, **kwargs: Any) -> None:

@@ -94,6 +94,7 @@ class HuggingFaceClassifier(Classifier):
 
     adapter = "huggingface"
     vendor = "local"
+    runs_in_worker_process = True  # compare --workers runs it in worker processes
     Settings = HuggingFaceSettings
 
     def __init__(self, name: str, settings: AdapterSettings, **kwargs: Any) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cloudderm.compare.datasets import Dataset, DatasetError, open_dataset
 from cloudderm.compare.export import ExportTarget, export_predictions
+from cloudderm.compare.pool import WorkerPool, default_workers, runs_in_worker
 from cloudderm.compare.progress import make_progress
 from cloudderm.compare.runner import DEFAULT_BREAKER_THRESHOLD, ProviderPlan, Runner, RunOutcome
 from cloudderm.compare.store import ResultStore, config_hash
@@ -61,6 +62,7 @@ def run_compare(
     breaker_threshold: int = DEFAULT_BREAKER_THRESHOLD,
     resume_hint: str | None = None,
     sleep: Callable[[float], None] | None = None,
+    workers: int | None = None,
 ) -> dict:
     """Send every image of ``dataset`` to every chosen provider and write the comparison to ``out``.
 
@@ -88,6 +90,8 @@ def run_compare(
         breaker_threshold: consecutive failed calls that stop calling a provider (0: never).
         resume_hint: the command to show when interrupted (the CLI passes its own command line).
         sleep: wait function for retries and rate limiting (tests inject a fake).
+        workers: processes for preparation and local models (None: ``$CLOUDDERM_WORKERS``, else the
+            number of cores up to 8; 1: everything in this process). Cloud calls stay on threads here.
 
     Returns:
         The ``summary.json`` dict (DESIGN.md §2), plus a ``run`` entry with this run's counts.
@@ -127,20 +131,32 @@ def run_compare(
         raise ConfigError("--limit must be at least 1")
     data = data.head(limit)
     out_dir = Path(out)
+    n_workers = default_workers() if workers is None else workers
+    if n_workers < 1:
+        raise ConfigError("--workers must be at least 1")
     classifiers = _build_all(cfg, names)
+    pool: WorkerPool | None = None
     try:
         for clf in classifiers:  # model loads and SDK imports must not count as the first image's latency
             clf.warm_up()
+        pooled = {id(clf) for clf in classifiers if n_workers > 1 and runs_in_worker(clf)}
         plans = [
             ProviderPlan(
                 name=clf.name,
                 classifier=clf,
                 config_hash=config_hash(clf.settings, clf.hash_extras()),
-                concurrency=concurrency or clf.settings.concurrency or cfg.defaults.concurrency,
+                concurrency=_lane_threads(
+                    concurrency or clf.settings.concurrency or cfg.defaults.concurrency,
+                    n_workers if id(clf) in pooled else 0,
+                ),
                 requests_per_second=clf.settings.requests_per_second,
             )
             for clf in classifiers
         ]
+        if n_workers > 1:
+            pool = WorkerPool(
+                n_workers, {p.config_hash: p.classifier for p in plans if id(p.classifier) in pooled}
+            )
         out_dir.mkdir(parents=True, exist_ok=True)
         with ResultStore(out_dir / RESULTS_DB, resume=resume) as store:
             runner = Runner(
@@ -149,6 +165,7 @@ def run_compare(
                 progress=make_progress(progress, console),
                 sleep=sleep,
                 breaker_threshold=breaker_threshold,
+                pool=pool,
             )
             outcome = runner.run(iter(data), len(data))
             if outcome.interrupted:
@@ -166,6 +183,7 @@ def run_compare(
         summary = _summarise(
             out_dir, data, plans, outcome, counts, subgroups, taxonomy, limit, volume, cfg.policy
         )
+        summary["run"]["workers"] = n_workers
         from cloudderm.report import render_terminal, write_reports
 
         write_reports(
@@ -179,8 +197,15 @@ def run_compare(
             render_terminal(summary, console)
         return summary
     finally:
+        if pool is not None:
+            pool.close()
         for clf in classifiers:
             clf.close()
+
+
+def _lane_threads(concurrency: int, workers: int) -> int:
+    """Threads feeding a provider: a local model in worker processes needs one per worker to keep all busy."""
+    return max(concurrency, workers)
 
 
 def _build_all(cfg: Config, names: Sequence[str]) -> list[Classifier]:
