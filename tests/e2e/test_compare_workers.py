@@ -7,6 +7,7 @@ cloud-like provider stays on the parent's threads. Metrics and reports are stubb
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import signal
 from pathlib import Path
@@ -16,8 +17,17 @@ import pytest
 from cloudderm.cli import main
 from cloudderm.compare.pool import WorkerPool, default_workers
 from cloudderm.errors import InvalidImageError, ProviderHTTPError
+from cloudderm.testing.fakes import FakeClassifier
 from tests.e2e.process_support import wait_for_answers
-from tests.e2e.test_compare_cli import FAKE, _answered, _calls, _launch, make_dataset, read_jsonl, write_config
+from tests.e2e.test_compare_cli import (
+    FAKE,
+    _answered,
+    _calls,
+    _launch,
+    make_dataset,
+    read_jsonl,
+    write_config,
+)
 
 HAM = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 # Scores are float32 softmax outputs in [0, 1]. One process runs the model with torch's default threads and
@@ -94,8 +104,47 @@ def test_pool_prepares_and_reports_invalid_images_by_name() -> None:
     with WorkerPool(2) as pool:
         image = pool.prepare(make_jpeg((10, 20, 30), (40, 30)), max_bytes=None, max_side=None, source="a.jpg")
         assert (image.width, image.height, image.source) == (40, 30, "a.jpg")
-        with pytest.raises(InvalidImageError, match="bad.jpg"):
+        with pytest.raises(InvalidImageError, match=r"bad\.jpg"):
             pool.prepare(b"not an image", max_bytes=None, max_side=None, source="bad.jpg")
+
+
+class WorkerLocalFake(FakeClassifier):
+    """A "local model" that says which process answered (its request id is the process id)."""
+
+    runs_in_worker_process = True
+
+    def _infer(self, images):  # type: ignore[no-untyped-def]
+        return [replace_request_id(raw) for raw in super()._infer(images)]
+
+
+def replace_request_id(raw):  # type: ignore[no-untyped-def]
+    raw.request_id = str(os.getpid())
+    return raw
+
+
+def test_local_adapters_run_in_the_workers_and_cloud_ones_in_the_parent(tmp_path: Path, monkeypatch) -> None:
+    from tests import stub_reports
+
+    stub_reports.install(monkeypatch)
+    images, labels = make_dataset(tmp_path, 6)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        """version: 1
+policy: {allowed_regions: [local]}
+providers:
+  local: {adapter: "tests.e2e.test_compare_workers:WorkerLocalFake", model: m}
+  cloud: {adapter: "tests.e2e.test_compare_workers:WorkerLocalFake", model: m, seed: c}
+"""
+    )
+    # the second provider is told apart as "cloud": same class, but not allowed into workers
+    monkeypatch.setattr("cloudderm.compare.api.runs_in_worker", lambda clf: clf.name == "local")
+    out = tmp_path / "out"
+    args = ["compare", str(images), "-c", str(config), "--labels", str(labels), "-o", str(out)]
+    assert main([*args, "--no-progress", "--workers", "2"]) == 0
+    pids = {(r["provider"], r["request_id"]) for r in read_jsonl(out / "predictions.jsonl")}
+    local = {pid for name, pid in pids if name == "local"}
+    assert {pid for name, pid in pids if name == "cloud"} == {str(os.getpid())}
+    assert local and str(os.getpid()) not in local and len(local) <= 2
 
 
 def test_errors_that_do_not_pickle_come_back_as_provider_errors() -> None:
@@ -114,7 +163,7 @@ def test_errors_that_do_not_pickle_come_back_as_provider_errors() -> None:
 
 @pytest.mark.parametrize("value", ["0", "-1", "two"])
 def test_bad_worker_counts_are_usage_errors(tmp_path: Path, value: str, capsys) -> None:
-    images, labels = make_dataset(tmp_path, 2)
+    images, _labels = make_dataset(tmp_path, 2)
     config = write_config(tmp_path / "c.yaml")
     with pytest.raises(SystemExit) as exc:
         main(["compare", str(images), "-c", str(config), "-o", str(tmp_path / "o"), "--workers", value])
@@ -123,7 +172,7 @@ def test_bad_worker_counts_are_usage_errors(tmp_path: Path, value: str, capsys) 
 
 
 def test_bad_workers_environment_is_exit_2(tmp_path: Path, monkeypatch, capsys) -> None:
-    images, labels = make_dataset(tmp_path, 2)
+    images, _labels = make_dataset(tmp_path, 2)
     config = write_config(tmp_path / "c.yaml")
     monkeypatch.setenv("CLOUDDERM_WORKERS", "zero")
     assert main(["compare", str(images), "-c", str(config), "-o", str(tmp_path / "o"), "--no-progress"]) == 2
