@@ -135,7 +135,6 @@ class CustomVisionClassifier(Classifier):
 
     adapter = "custom-vision"
     vendor: ClassVar[str] = "azure"
-    pricing_sku: ClassVar[str] = "azure-custom-vision-prediction"
     Settings = CustomVisionSettings
 
     def __init__(self, name: str, settings: CustomVisionSettings, **kwargs: Any) -> None:

@@ -40,7 +40,10 @@ from cloudderm.registry import install_hint
 
 __all__ = ["RekognitionClassifier", "RekognitionSettings", "decode_response", "error_for_code"]
 
-MAX_IMAGE_BYTES = 5 * 1024 * 1024  # "image bytes ... must be no more than 5 MB" (API_Image)
+MAX_IMAGE_BYTES = 5 * 1024 * 1024  # DetectLabels: base64-encoded image bytes up to 5 MB (API_Image)
+# Custom Labels: "Images passed as image bytes must be smaller than 4.0 MB"
+# (https://docs.aws.amazon.com/rekognition/latest/customlabels-dg/running-model.html)
+MAX_CUSTOM_IMAGE_BYTES = 4 * 1024 * 1024 - 1
 DEFAULT_TIMEOUT_S = 30.0
 THROTTLE_CODES = {"ThrottlingException", "ProvisionedThroughputExceededException", "LimitExceededException"}
 AUTH_CODES = {
@@ -228,7 +231,7 @@ class RekognitionClassifier(Classifier):
         return ModelFacts(**values)
 
     def image_limits(self) -> ImageLimits:
-        return ImageLimits(max_bytes=MAX_IMAGE_BYTES)
+        return ImageLimits(max_bytes=MAX_CUSTOM_IMAGE_BYTES if self.custom else MAX_IMAGE_BYTES)
 
     def warm_up(self) -> None:
         self._client()

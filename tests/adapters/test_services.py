@@ -1,0 +1,244 @@
+"""The five managed-service adapters against their loopback emulators: conformance, faults, facts.
+
+Each emulator speaks the service's wire format and is backed by a deterministic local model
+(``FakeClassifier``): HAM10000 codes for the custom-model services, generic labels for the two label
+detection services (Cloud Vision, Rekognition DetectLabels), which must show as out-of-domain.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+
+import pytest
+
+from cloudderm.config import parse_config
+from cloudderm.errors import ConfigError, ProviderError, ProviderHTTPError, ProviderThrottled
+from cloudderm.factory import build_classifier
+from cloudderm.testing.emulator_app import EmulatedEndpoint
+from cloudderm.testing.fakes import FakeClassifier, FakeSettings
+from cloudderm.testing.faults import FaultPlan
+from cloudderm.testing.service_emulators import ServicesEmulator
+from tests.adapters.conformance import ClassifierConformance
+from tests.conftest import isolate_aws, make_jpeg
+
+GENERIC = ["skin", "close-up", "hand", "flesh", "pattern"]
+
+
+def backends() -> dict[str, FakeClassifier]:
+    return {
+        "derm": FakeClassifier("derm-model"),
+        "generic": FakeClassifier("generic-model", FakeSettings(model="generic", labels=GENERIC)),
+    }
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[ServicesEmulator]:
+    with ServicesEmulator(backends(), stopped=["stopped"]) as emu:
+        yield emu
+
+
+@pytest.fixture
+def aws_env(tmp_path) -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as mp:
+        isolate_aws(mp, tmp_path, "emulator", "emulator")
+        yield
+
+
+def build(name: str, config: dict):  # type: ignore[no-untyped-def]
+    """A classifier built the way ``cloudderm.load`` builds one: config parsed, policy and card applied."""
+    return build_classifier(name, parse_config({"providers": {name: config}}, env={}))
+
+
+class _Base(ClassifierConformance):
+    @pytest.fixture
+    def batch_tolerance(self) -> float:
+        return 0.0  # the emulator runs the same deterministic fake per image, batched or not
+
+
+class TestCustomVision(_Base):
+    @pytest.fixture
+    def classifier(self, emulator):
+        with build("cv", emulator.custom_vision_config("derm")) as clf:
+            yield clf
+
+    @pytest.fixture
+    def secret_values(self, emulator) -> list[str]:
+        return [emulator.azure_key("derm")]
+
+    def test_nostore_by_default_and_scores_match_backend(self, classifier, emulator) -> None:
+        assert classifier.url.endswith("/image/nostore")
+        prediction = classifier.classify(make_jpeg((10, 20, 30)))
+        assert prediction.provider_details["image_stored"] is False
+        assert prediction.canonical is not None and not any("out-of-domain" in w for w in prediction.warnings)
+        assert abs(sum(ls.score for ls in prediction.labels) - 1.0) < 1e-6
+        assert classifier.image_limits().max_bytes == 4 * 1024 * 1024
+
+    def test_wrong_key_is_401_with_a_fix(self, emulator) -> None:
+        config = {**emulator.custom_vision_config("derm"), "prediction_key": "wrong-key-123"}
+        with build("cv", config) as clf, pytest.raises(ProviderHTTPError) as info:
+            clf.classify(make_jpeg((1, 2, 3)))
+        assert info.value.status == 401 and "Prediction resource's key" in str(info.value)
+        assert "wrong-key-123" not in str(info.value)
+
+    def test_plain_http_only_on_loopback(self) -> None:
+        with pytest.raises(ConfigError, match="loopback"):
+            build(
+                "cv",
+                {
+                    "adapter": "custom-vision",
+                    "endpoint": "http://example.com",
+                    "project_id": "p",
+                    "published_name": "n",
+                    "prediction_key": "k",
+                },
+            )
+
+
+class TestCloudVision(_Base):
+    @pytest.fixture
+    def classifier(self, emulator):
+        with build("gv", emulator.cloud_vision_config("generic")) as clf:
+            yield clf
+
+    def test_generic_labels_are_out_of_domain_and_visible(self, classifier) -> None:
+        prediction = classifier.classify(make_jpeg((200, 150, 120)))
+        assert prediction.canonical is None
+        assert {ls.label for ls in prediction.labels} == set(GENERIC)
+        assert any("out-of-domain" in w for w in prediction.warnings)
+        assert any("multi-label" in w for w in prediction.warnings)
+        assert classifier.governance.model.label_domain == "out-of-domain"
+
+    def test_batches_at_most_16_per_request(self, classifier, emulator) -> None:
+        before = emulator.endpoint_stats("cloud-vision", "generic").requests
+        images = [make_jpeg((i, 2 * i, 3 * i)) for i in range(20)]
+        assert len(classifier.classify_batch(images)) == 20
+        assert emulator.endpoint_stats("cloud-vision", "generic").requests - before == 2
+
+    def test_throttling_carries_retry_after(self) -> None:
+        plan = FaultPlan.parse("429=1.0", seed=1)
+        with ServicesEmulator(backends(), faults=plan) as emu:
+            clf = build("gv", emu.cloud_vision_config("generic"))
+            with clf, pytest.raises(ProviderThrottled) as info:
+                clf.classify(make_jpeg((5, 5, 5)))
+        assert info.value.retryable and info.value.retry_after is not None
+
+
+@pytest.mark.usefixtures("aws_env")
+class TestRekognitionLabels(_Base):
+    @pytest.fixture
+    def classifier(self, emulator):
+        with build("rk", emulator.rekognition_config("generic")) as clf:
+            yield clf
+
+    def test_percentages_become_independent_scores(self, classifier) -> None:
+        prediction = classifier.classify(make_jpeg((90, 80, 70)))
+        assert all(0 <= ls.score <= 1 for ls in prediction.labels)
+        assert any("multi-label" in w for w in prediction.warnings) and prediction.canonical is None
+        assert prediction.provider_details["confidence_scale"] == "percent/100"
+
+
+@pytest.mark.usefixtures("aws_env")
+class TestRekognitionCustomLabels(_Base):
+    @pytest.fixture
+    def classifier(self, emulator):
+        with build("rkc", emulator.rekognition_config("derm", custom=True)) as clf:
+            yield clf
+
+    def test_custom_labels_map_to_the_taxonomy(self, classifier) -> None:
+        prediction = classifier.classify(make_jpeg((90, 80, 70)))
+        assert prediction.canonical is not None
+        assert classifier.region == "eu-west-2" and classifier.image_limits().max_bytes == 4 * 1024 * 1024 - 1
+
+    def test_not_running_model_names_the_start_command(self, emulator) -> None:
+        config = emulator.rekognition_config("derm", custom=True)
+        config["project_version_arn"] = config["project_version_arn"].replace(
+            "project/derm/", "project/stopped/"
+        )
+        with build("rkc", config) as clf, pytest.raises(ProviderError) as info:
+            clf.classify(make_jpeg((1, 1, 1)))
+        assert not info.value.retryable
+        command = "aws rekognition start-project-version --project-version-arn arn:aws:rekognition:"
+        assert command in str(info.value)
+
+
+class TestHFInference(_Base):
+    @pytest.fixture
+    def classifier(self, emulator):
+        config = {**emulator.hf_inference_config("derm"), "top_k": 7, "token": "hf_emulatortoken"}
+        with build("hfi", config) as clf:
+            yield clf
+
+    @pytest.fixture
+    def secret_values(self) -> list[str]:
+        return ["hf_emulatortoken"]
+
+    def test_default_top5_is_a_partial_distribution(self, emulator) -> None:
+        with build("hfi", emulator.hf_inference_config("derm")) as clf:
+            prediction = clf.classify(make_jpeg((40, 50, 60)))
+        assert len(prediction.labels) == 5
+        assert prediction.provider_details["truncated_labels"] is True
+        assert any("partial distribution" in w for w in prediction.warnings)
+
+    def test_unknown_model_is_404(self, emulator) -> None:
+        config = {
+            **emulator.hf_inference_config("derm"),
+            "endpoint_url": f"{emulator.base_url}/hf-inference/models/x",
+        }
+        with build("hfi", config) as clf, pytest.raises(ProviderHTTPError) as info:
+            clf.classify(make_jpeg((1, 2, 3)))
+        assert info.value.status == 404
+
+
+class TestKServeBytes(_Base):
+    @pytest.fixture
+    def classifier(self, emulator):
+        with build("ks", {**emulator.kserve_config("derm"), "batch_size": 4}) as clf:
+            yield clf
+
+    def test_scores_are_the_backend_distribution(self, classifier) -> None:
+        image = make_jpeg((12, 34, 56))
+        expected = dict(FakeClassifier("x").scores_for(classifier.prepare(image).sha256))
+        prediction = classifier.classify(image)
+        assert {ls.label: ls.score for ls in prediction.labels} == pytest.approx(expected, abs=1e-6)
+
+
+class TestKServeTensor(_Base):
+    @pytest.fixture
+    def classifier(self, emulator):
+        with build("kst", emulator.kserve_config("derm", tensor=True)) as clf:
+            yield clf
+
+    def test_labels_are_required_and_the_model_is_named(self, emulator) -> None:
+        config = {k: v for k, v in emulator.kserve_config("derm").items() if k != "labels"}
+        with pytest.raises(ConfigError, match="labels"):
+            build("ks", config)
+        clf = build("ks", {**emulator.kserve_config("derm"), "model_name": "nope"})
+        with clf, pytest.raises(ProviderHTTPError, match="no model 'nope'"):
+            clf.classify(make_jpeg((1, 2, 3)))
+
+
+def test_adapters_are_picklable_and_build_from_settings_alone(emulator) -> None:
+    configs = {
+        "cv": emulator.custom_vision_config("derm"),
+        "gv": emulator.cloud_vision_config("generic"),
+        "rk": emulator.rekognition_config("generic"),
+        "hfi": emulator.hf_inference_config("derm"),
+        "ks": emulator.kserve_config("derm"),
+    }
+    for name, config in configs.items():
+        clf = build(name, config)
+        clf.warm_up()
+        copy = pickle.loads(pickle.dumps(clf))
+        assert copy.model_id == clf.model_id and copy.settings == clf.settings
+        clf.close()
+
+
+def test_malformed_kserve_answer_is_a_response_format_error() -> None:
+    from cloudderm.errors import ResponseFormatError
+
+    plan = FaultPlan.parse("malformed=1.0", seed=3)
+    with ServicesEmulator({"derm": EmulatedEndpoint(backend=FakeClassifier("d"), faults=plan)}) as emu:
+        clf = build("ks", emu.kserve_config("derm"))
+        with clf, pytest.raises(ResponseFormatError, match="not valid JSON"):
+            clf.classify(make_jpeg((1, 2, 3)))
