@@ -21,6 +21,7 @@ from cloudderm.testing.faults import FaultPlan
 from cloudderm.testing.service_emulators import ServicesEmulator
 from tests.adapters.conformance import ClassifierConformance
 from tests.conftest import isolate_aws, make_jpeg
+from tests.hub_offline import hub_registry_offline  # noqa: F401  (autouse fixture)
 
 GENERIC = ["skin", "close-up", "hand", "flesh", "pattern"]
 

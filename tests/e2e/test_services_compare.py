@@ -18,6 +18,7 @@ from cloudderm.testing.fakes import FakeClassifier, FakeSettings
 from cloudderm.testing.service_emulators import ServicesEmulator
 from tests.conftest import make_jpeg
 from tests.e2e.emulator_support import emulator_aws_env
+from tests.hub_offline import hub_registry_offline  # noqa: F401  (autouse fixture)
 
 pytest.importorskip("boto3")
 pytest.importorskip("huggingface_hub")
