@@ -27,7 +27,7 @@ from pydantic import Field, field_validator
 
 from cloudderm.adapters._http_faults import error_for_status, transport_error
 from cloudderm.adapters._net import is_loopback
-from cloudderm.classifier import AdapterSettings, Classifier, ImageLimits, RawResult
+from cloudderm.classifier import AdapterSettings, Classifier, ImageLimits, PriceQuery, RawResult
 from cloudderm.errors import MissingDependencyError, ProviderHTTPError, ResponseFormatError
 from cloudderm.governance.card import ModelFacts, ServiceFacts
 from cloudderm.images import PreparedImage
@@ -36,6 +36,7 @@ from cloudderm.registry import install_hint
 __all__ = ["CloudVisionClassifier", "CloudVisionSettings", "decode_response", "encode_request"]
 
 DEFAULT_ENDPOINT = "https://vision.googleapis.com"
+PRICE_ENTRY = "gcp-vision-label-detection"
 ANNOTATE_PATH = "/v1/images:annotate"
 SCOPE = "https://www.googleapis.com/auth/cloud-vision"
 MAX_IMAGES_PER_REQUEST = 16
@@ -149,7 +150,6 @@ class CloudVisionClassifier(Classifier):
 
     adapter = "cloud-vision"
     vendor: ClassVar[str] = "gcp"
-    pricing_sku: ClassVar[str] = "gcp-vision-label-detection"
     Settings = CloudVisionSettings
     max_batch_size = MAX_IMAGES_PER_REQUEST
 
@@ -158,15 +158,6 @@ class CloudVisionClassifier(Classifier):
         self.gv: CloudVisionSettings = settings
         self.url = (settings.endpoint_url or DEFAULT_ENDPOINT) + ANNOTATE_PATH
         self._session: Any = None
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_session"], state["_lock"] = None, None
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
         self._lock = threading.Lock()
 
     @property
@@ -190,6 +181,10 @@ class CloudVisionClassifier(Classifier):
         }
         values.update(self.gv.model_card or {})
         return ModelFacts(**values)
+
+    def price_query(self) -> PriceQuery:
+        """LABEL_DETECTION is one billed unit per image (the catalog's tiered per-1,000-units entry)."""
+        return PriceQuery(label="Cloud Vision LABEL_DETECTION", entry_ids=(PRICE_ENTRY,))
 
     def image_limits(self) -> ImageLimits:
         return ImageLimits(max_bytes=MAX_IMAGE_BYTES)

@@ -149,15 +149,6 @@ class CustomVisionClassifier(Classifier):
         self._session: Any = None
         self._lock = threading.Lock()
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_session"], state["_lock"] = None, None
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
-
     @property
     def model_id(self) -> str:
         return f"{self.cv.project_id}/{self.cv.published_name}"

@@ -97,15 +97,6 @@ class HFInferenceClassifier(Classifier):
         self._client_obj: Any = None
         self._lock = threading.Lock()
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_client_obj"], state["_lock"] = None, None
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
-
     @property
     def model_id(self) -> str:
         return self.hf.model

@@ -29,7 +29,7 @@ from cloudderm.adapters.kserve_codec import (
     encode_tensor_request,
     infer_path,
 )
-from cloudderm.classifier import AdapterSettings, Classifier, ImageLimits, RawResult
+from cloudderm.classifier import AdapterSettings, Classifier, ImageLimits, PriceQuery, RawResult
 from cloudderm.errors import MissingDependencyError, ResponseFormatError
 from cloudderm.governance.card import ModelFacts, ServiceFacts
 from cloudderm.images import PreparedImage
@@ -83,15 +83,6 @@ class KServeClassifier(Classifier):
         self._session: Any = None
         self._lock = threading.Lock()
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_session"], state["_lock"] = None, None
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
-
     @property
     def model_id(self) -> str:
         version = f"@{self.ks.model_version}" if self.ks.model_version else ""
@@ -113,6 +104,13 @@ class KServeClassifier(Classifier):
         }
         values.update(self.ks.model_card or {})
         return ModelFacts(**values)
+
+    def price_query(self) -> PriceQuery:
+        """Your own server: free of provider charges on this machine; elsewhere set ``pricing:``."""
+        return PriceQuery(
+            label="a self-hosted Open Inference Protocol server",
+            local=is_loopback(self.settings.endpoint_url or self.settings.url),
+        )
 
     def image_limits(self) -> ImageLimits:
         return ImageLimits()

@@ -243,3 +243,28 @@ def test_malformed_kserve_answer_is_a_response_format_error() -> None:
         clf = build("ks", emu.kserve_config("derm"))
         with clf, pytest.raises(ResponseFormatError, match="not valid JSON"):
             clf.classify(make_jpeg((1, 2, 3)))
+
+
+def test_price_queries_come_from_settings_alone(emulator) -> None:
+    from cloudderm.pricing.resolve import PricingTarget, resolve
+
+    config = parse_config(
+        {
+            "providers": {
+                "gv": emulator.cloud_vision_config("generic"),
+                "ks-local": emulator.kserve_config("derm"),
+                "ks-remote": {**emulator.kserve_config("derm"), "url": "https://derm.example.com"},
+                "cv": emulator.custom_vision_config("derm"),
+                "rk": emulator.rekognition_config("generic"),
+            }
+        },
+        env={},
+    )
+    resolved = {
+        name: resolve(PricingTarget.from_settings(name, config.provider(name))) for name in config.providers
+    }
+    vision = resolved["gv"].model
+    assert vision is not None and vision.cost_per_call(1) is not None  # the sourced LABEL_DETECTION tiers
+    assert resolved["ks-local"].model is not None and resolved["ks-remote"].model is None
+    for name in ("ks-remote", "cv", "rk"):  # unknown, with the fix, never a guess
+        assert resolved[name].model is None and f"providers.{name}.pricing" in resolved[name].reason
