@@ -26,6 +26,8 @@ from pydantic import Field, field_validator
 from cloudderm.adapters._net import is_loopback
 from cloudderm.classifier import AdapterSettings, Classifier, ImageLimits, RawResult
 from cloudderm.errors import (
+    CloudDermError,
+    ConfigError,
     InvalidImageError,
     MissingDependencyError,
     ProviderError,
@@ -52,6 +54,10 @@ AUTH_CODES = {
     "InvalidSignatureException",
     "ExpiredTokenException",
 }
+CREDENTIALS_HINT = (
+    "boto3 found no AWS credentials: run `aws configure` / `aws sso login`, set AWS_PROFILE, or "
+    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+)
 AUTH_HINT = (
     "check the AWS credentials boto3 found (profile, environment, role) and that they allow "
     "rekognition:DetectLabels / rekognition:DetectCustomLabels in this region"
@@ -140,6 +146,24 @@ def error_for_code(
     if code == "ResourceNotFoundException" and arn:
         return ProviderHTTPError(f"{code}: no project version {arn}", status=status or 400, **where)
     return ProviderHTTPError(f"{code}: {message}", status=status or 500, **where)
+
+
+def _sdk_error(error: Exception, name: str, where: dict[str, Any]) -> CloudDermError:
+    """A botocore failure before or after sending: configuration (exit 2) or a retryable connection error."""
+    from botocore import exceptions as bx
+
+    credential_errors = tuple(
+        getattr(bx, n) for n in ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError")
+    )
+    if isinstance(error, credential_errors):
+        return ConfigError(f"{type(error).__name__}: {CREDENTIALS_HINT}", provider=name)
+    if isinstance(error, bx.NoRegionError):
+        return ConfigError("set `region:` (e.g. eu-west-2) or AWS_REGION", provider=name, field="region")
+    if isinstance(error, bx.ParamValidationError):
+        return ConfigError(f"the request was refused before sending: {error}", provider=name)
+    if isinstance(error, (bx.ConnectionError, bx.HTTPClientError)):
+        return ProviderError(f"cannot reach Rekognition: {type(error).__name__}", retryable=True, **where)
+    return ProviderError(f"{type(error).__name__}: cannot call Rekognition", retryable=False, **where)
 
 
 # ---- adapter --------------------------------------------------------------------------------------------
@@ -289,9 +313,7 @@ class RekognitionClassifier(Classifier):
         except (ConnectTimeoutError, ReadTimeoutError) as e:
             raise ProviderTimeout("no answer in time (timeout_s)", **where) from e
         except BotoCoreError as e:
-            raise ProviderError(
-                f"{type(e).__name__}: cannot call Rekognition", retryable=True, **where
-            ) from e
+            raise _sdk_error(e, self.name, where) from e
         try:
             labels, details = decode_response(response, custom=self.custom)
         except MalformedResponse as e:

@@ -268,3 +268,22 @@ def test_price_queries_come_from_settings_alone(emulator) -> None:
     assert resolved["ks-local"].model is not None and resolved["ks-remote"].model is None
     for name in ("ks-remote", "cv", "rk"):  # unknown, with the fix, never a guess
         assert resolved[name].model is None and f"providers.{name}.pricing" in resolved[name].reason
+
+
+def test_missing_credentials_are_configuration_errors(emulator, tmp_path, monkeypatch) -> None:
+    """No AWS keys / no Google ADC: a ConfigError naming the fix (exit 2), never a retryable fault."""
+    isolate_aws(monkeypatch, tmp_path, "x", "y")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with (
+        build("rk", emulator.rekognition_config("generic")) as clf,
+        pytest.raises(ConfigError, match="aws configure"),
+    ):
+        clf.classify(make_jpeg((1, 2, 3)))
+    for var in ("GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    config = {k: v for k, v in emulator.cloud_vision_config("generic").items() if k != "anonymous"}
+    with build("gv", config) as clf, pytest.raises(ConfigError, match="Application Default Credentials"):
+        clf.warm_up()
