@@ -267,7 +267,9 @@ class RekognitionClassifier(Classifier):
                     connect_timeout=min(10.0, timeout),
                     retries={"max_attempts": 1, "mode": "standard"},
                 )
-                self._client_obj = boto3.client(
+                # A session of its own: boto3's shared default session caches credentials process-wide
+                # and is not safe to build clients from concurrently.
+                self._client_obj = boto3.session.Session().client(
                     "rekognition", region_name=self.region, endpoint_url=self.rk.endpoint_url, config=config
                 )
             return self._client_obj
