@@ -90,3 +90,20 @@ def test_compare_runs_all_five_services_beside_the_existing_providers(tmp_path: 
     for name in ("custom-vision", "rekognition", "rekognition-custom", "hf-inference"):
         assert cost[name]["kind"] == "unknown" and cost[name]["monthly_usd"] is None  # never guessed
         assert any("pricing" in a for a in cost[name]["assumptions"])
+
+
+def test_cli_exit_codes_for_service_mistakes(tmp_path: Path, capsys) -> None:
+    """A config mistake is exit 2 before any call; a provider refusal (wrong key) is exit 1, named, no key."""
+    image = tmp_path / "a.jpg"
+    image.write_bytes(make_jpeg((10, 20, 30)))
+    config = tmp_path / "cloudderm.yaml"
+    kserve = {"adapter": "kserve", "url": "http://127.0.0.1:9", "model_name": "derm"}  # no labels
+    config.write_text(yaml.safe_dump({"version": 1, "providers": {"ks": kserve}}))
+    assert main(["classify", str(image), "-c", str(config)]) == 2
+    assert "labels" in capsys.readouterr().err
+    with ServicesEmulator({"derm": FakeClassifier("derm")}) as emu:
+        wrong = {**emu.custom_vision_config("derm"), "prediction_key": "not-the-key-42"}
+        config.write_text(yaml.safe_dump({"version": 1, "providers": {"cv": wrong}}))
+        assert main(["classify", str(image), "-c", str(config)]) == 1
+    output = capsys.readouterr()
+    assert "401" in output.err + output.out and "not-the-key-42" not in output.err + output.out
