@@ -7,8 +7,8 @@ it unchanged; routes are served next to the SageMaker/Azure ML/Vertex ones on th
   (and ``.../image/nostore``; ``Prediction-Key`` checked against the endpoint's ``azure_key``);
 - ``cloud-vision``: ``POST [/cloud-vision/{name}]/v1/images:annotate`` (LABEL_DETECTION);
 - ``rekognition``: boto3's JSON protocol (``X-Amz-Target: RekognitionService.DetectLabels`` or
-  ``.DetectCustomLabels``) on ``[/rekognition/{name}]/``; a Custom Labels project named in ``stopped``
-  answers ``ResourceNotReadyException``, as a model that is not RUNNING does;
+  ``.DetectCustomLabels``) on ``[/rekognition/{name}]/``; fault ``503`` on Custom Labels answers
+  ``ResourceNotReadyException``, as a model that is not RUNNING does;
 - ``hf-inference``: ``POST /hf-inference/models/{name}`` (raw image bytes, or ``{"inputs": b64,
   "parameters": {"top_k": k}}``);
 - ``kserve``: Open Inference Protocol v2 ``POST /v2/models/{name}[/versions/{v}]/infer`` with a BYTES input
@@ -66,9 +66,8 @@ def _ranked(scores: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
 class ServicesApp:
     """Routes the managed-service protocols, then everything else to the wrapped ``EmulatorApp``."""
 
-    def __init__(self, inner: EmulatorApp, *, stopped: Sequence[str] = ()) -> None:
+    def __init__(self, inner: EmulatorApp) -> None:
         self.inner = inner
-        self.stopped = set(stopped)
 
     def __getattr__(self, name: str) -> Any:  # stop, stats, endpoints... are the inner app's
         return getattr(self.inner, name)
@@ -245,8 +244,6 @@ class ServicesApp:
         if custom:
             match = _PROJECT_IN_ARN.search(str(request.get("ProjectVersionArn", "")))
             name = match["project"] if match else None
-            if name in self.stopped:
-                return error("ResourceNotReadyException", "ProjectVersion is not in RUNNING state.")
         found = self._endpoint(name)
         if found is None:
             return error("ResourceNotFoundException", f"No emulated Rekognition backend {name!r}.")
@@ -254,9 +251,10 @@ class ServicesApp:
         if len(image) > 5 * 1024 * 1024:
             return error("ImageTooLargeException", "Image size is too large.")
         floor = float(request.get("MinConfidence", REKOGNITION_DEFAULT_MIN_CONFIDENCE))
+        not_ready = error("ResourceNotReadyException", "ProjectVersion is not in RUNNING state (emulator).")
         errors = {
             "429": error("ThrottlingException", "Rate exceeded."),
-            "503": error("InternalServerError", "Internal server error.", 500),
+            "503": not_ready if custom else error("InternalServerError", "Service unavailable.", 500),
             "424": error("InternalServerError", "Internal server error.", 500),
             "timeout": error("InternalServerError", "Request timed out.", 500),
         }
@@ -398,64 +396,55 @@ def _kserve_images(shape: list[int], datatype: str, data: list[Any]) -> list[byt
 class ServicesEmulator(Emulator):
     """The SageMaker/Azure ML/Vertex emulator plus the five managed-service protocols, on one port.
 
-    Args:
-        backends, faults, ...: as :class:`~cloudderm.testing.emulators.Emulator`.
-        stopped: Custom Labels project names whose model is "not running" (ResourceNotReadyException).
+    ``config(protocol, name)`` gives the adapter settings that reach endpoint ``name`` through ``protocol``
+    (one of ``SERVICE_PROTOCOLS``, or sagemaker/azureml/vertex).
     """
 
-    def __init__(self, backends: Mapping[str, Any], *, stopped: Sequence[str] = (), **kwargs: Any) -> None:
+    def __init__(self, backends: Mapping[str, Any], **kwargs: Any) -> None:
         super().__init__(backends, **kwargs)
-        self.app = ServicesApp(self.app, stopped=stopped)  # type: ignore[assignment]
+        self.app = ServicesApp(self.app)  # type: ignore[assignment]
 
-    def custom_vision_config(self, name: str) -> dict[str, Any]:
+    def config(self, protocol: str, name: str) -> dict[str, Any]:
         endpoint = self._endpoint(name)
-        return {
-            "adapter": "custom-vision",
-            "endpoint": "https://emulated.cognitiveservices.azure.com",
-            "endpoint_url": self.base_url,
-            "project_id": "00000000-0000-4000-8000-000000000000",
-            "published_name": name,
-            "prediction_key": endpoint.azure_key,
-            "region": self.azure_region,
-        }
+        base = self.base_url
+        if protocol == "custom-vision":
+            return {
+                "adapter": "custom-vision",
+                "endpoint": "https://emulated.cognitiveservices.azure.com",
+                "endpoint_url": base,
+                "project_id": "00000000-0000-4000-8000-000000000000",
+                "published_name": name,
+                "prediction_key": endpoint.azure_key,
+                "region": self.azure_region,
+            }
+        if protocol == "cloud-vision":
+            return {
+                "adapter": "cloud-vision",
+                "endpoint_url": f"{base}/cloud-vision/{name}",
+                "anonymous": True,
+            }
+        if protocol == "rekognition":
+            return {
+                "adapter": "rekognition",
+                "region": self.region,
+                "endpoint_url": f"{base}/rekognition/{name}",
+            }
+        if protocol == "hf-inference":
+            return {
+                "adapter": "hf-inference",
+                "model": name,
+                "endpoint_url": f"{base}/hf-inference/models/{name}",
+            }
+        if protocol == "kserve":
+            return {
+                "adapter": "kserve",
+                "url": base,
+                "model_name": name,
+                "labels": self.app.kserve_labels(name),
+            }  # type: ignore[attr-defined]
+        return getattr(self, f"{protocol}_config")(name)
 
-    def cloud_vision_config(self, name: str) -> dict[str, Any]:
-        self._endpoint(name)
-        return {
-            "adapter": "cloud-vision",
-            "endpoint_url": f"{self.base_url}/cloud-vision/{name}",
-            "anonymous": True,
-        }
 
-    def rekognition_config(self, name: str, *, custom: bool = False) -> dict[str, Any]:
-        self._endpoint(name)
-        snippet: dict[str, Any] = {
-            "adapter": "rekognition",
-            "region": self.region,
-            "endpoint_url": f"{self.base_url}/rekognition/{name}",
-        }
-        if custom:
-            snippet["project_version_arn"] = (
-                f"arn:aws:rekognition:{self.region}:000000000000:project/{name}/version/{name}.1/1"
-            )
-        return snippet
-
-    def hf_inference_config(self, name: str) -> dict[str, Any]:
-        self._endpoint(name)
-        return {
-            "adapter": "hf-inference",
-            "model": name,
-            "endpoint_url": f"{self.base_url}/hf-inference/models/{name}",
-        }
-
-    def kserve_config(self, name: str, *, tensor: bool = False) -> dict[str, Any]:
-        self._endpoint(name)
-        snippet: dict[str, Any] = {
-            "adapter": "kserve",
-            "url": self.base_url,
-            "model_name": name,
-            "labels": self.app.kserve_labels(name),
-        }  # type: ignore[attr-defined]
-        if tensor:
-            snippet["input"] = {"name": "image", "datatype": "UINT8", "layout": "NHWC", "size": [224, 224]}
-        return snippet
+def custom_labels_arn(region: str, project: str) -> str:
+    """A project-version ARN the emulator routes to endpoint ``project``."""
+    return f"arn:aws:rekognition:{region}:000000000000:project/{project}/version/{project}.1/1"

@@ -18,12 +18,21 @@ from cloudderm.factory import build_classifier
 from cloudderm.testing.emulator_app import EmulatedEndpoint
 from cloudderm.testing.fakes import FakeClassifier, FakeSettings
 from cloudderm.testing.faults import FaultPlan
-from cloudderm.testing.service_emulators import ServicesEmulator
+from cloudderm.testing.service_emulators import ServicesEmulator, custom_labels_arn
 from tests.adapters.conformance import ClassifierConformance
 from tests.conftest import isolate_aws, make_jpeg
 from tests.hub_offline import hub_registry_offline  # noqa: F401  (autouse fixture)
 
 GENERIC = ["skin", "close-up", "hand", "flesh", "pattern"]
+TENSOR = {"name": "image", "datatype": "UINT8", "layout": "NHWC", "size": [224, 224]}
+
+
+def custom_labels(emu: ServicesEmulator, project: str) -> dict:
+    """Rekognition settings for a Custom Labels model: project ``project`` of the emulator."""
+    return {
+        **emu.config("rekognition", project),
+        "project_version_arn": custom_labels_arn(emu.region, project),
+    }
 
 
 def backends() -> dict[str, FakeClassifier]:
@@ -35,7 +44,11 @@ def backends() -> dict[str, FakeClassifier]:
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[ServicesEmulator]:
-    with ServicesEmulator(backends(), stopped=["stopped"]) as emu:
+    endpoints = {
+        **backends(),
+        "stopped": EmulatedEndpoint(FakeClassifier("s"), faults=FaultPlan.parse("503=1.0")),
+    }
+    with ServicesEmulator(endpoints) as emu:
         yield emu
 
 
@@ -60,7 +73,7 @@ class _Base(ClassifierConformance):
 class TestCustomVision(_Base):
     @pytest.fixture
     def classifier(self, emulator):
-        with build("cv", emulator.custom_vision_config("derm")) as clf:
+        with build("cv", emulator.config("custom-vision", "derm")) as clf:
             yield clf
 
     @pytest.fixture
@@ -76,7 +89,7 @@ class TestCustomVision(_Base):
         assert classifier.image_limits().max_bytes == 4 * 1024 * 1024
 
     def test_wrong_key_is_401_with_a_fix(self, emulator) -> None:
-        config = {**emulator.custom_vision_config("derm"), "prediction_key": "wrong-key-123"}
+        config = {**emulator.config("custom-vision", "derm"), "prediction_key": "wrong-key-123"}
         with build("cv", config) as clf, pytest.raises(ProviderHTTPError) as info:
             clf.classify(make_jpeg((1, 2, 3)))
         assert info.value.status == 401 and "Prediction resource's key" in str(info.value)
@@ -99,7 +112,7 @@ class TestCustomVision(_Base):
 class TestCloudVision(_Base):
     @pytest.fixture
     def classifier(self, emulator):
-        with build("gv", emulator.cloud_vision_config("generic")) as clf:
+        with build("gv", emulator.config("cloud-vision", "generic")) as clf:
             yield clf
 
     def test_generic_labels_are_out_of_domain_and_visible(self, classifier) -> None:
@@ -119,7 +132,7 @@ class TestCloudVision(_Base):
     def test_throttling_carries_retry_after(self) -> None:
         plan = FaultPlan.parse("429=1.0", seed=1)
         with ServicesEmulator(backends(), faults=plan) as emu:
-            clf = build("gv", emu.cloud_vision_config("generic"))
+            clf = build("gv", emu.config("cloud-vision", "generic"))
             with clf, pytest.raises(ProviderThrottled) as info:
                 clf.classify(make_jpeg((5, 5, 5)))
         assert info.value.retryable and info.value.retry_after is not None
@@ -129,7 +142,7 @@ class TestCloudVision(_Base):
 class TestRekognitionLabels(_Base):
     @pytest.fixture
     def classifier(self, emulator):
-        with build("rk", emulator.rekognition_config("generic")) as clf:
+        with build("rk", emulator.config("rekognition", "generic")) as clf:
             yield clf
 
     def test_percentages_become_independent_scores(self, classifier) -> None:
@@ -143,7 +156,7 @@ class TestRekognitionLabels(_Base):
 class TestRekognitionCustomLabels(_Base):
     @pytest.fixture
     def classifier(self, emulator):
-        with build("rkc", emulator.rekognition_config("derm", custom=True)) as clf:
+        with build("rkc", custom_labels(emulator, "derm")) as clf:
             yield clf
 
     def test_custom_labels_map_to_the_taxonomy(self, classifier) -> None:
@@ -152,10 +165,7 @@ class TestRekognitionCustomLabels(_Base):
         assert classifier.region == "eu-west-2" and classifier.image_limits().max_bytes == 4 * 1024 * 1024 - 1
 
     def test_not_running_model_names_the_start_command(self, emulator) -> None:
-        config = emulator.rekognition_config("derm", custom=True)
-        config["project_version_arn"] = config["project_version_arn"].replace(
-            "project/derm/", "project/stopped/"
-        )
+        config = custom_labels(emulator, "stopped")  # fault 503 on Custom Labels: the model is not RUNNING
         with build("rkc", config) as clf, pytest.raises(ProviderError) as info:
             clf.classify(make_jpeg((1, 1, 1)))
         assert not info.value.retryable
@@ -166,7 +176,7 @@ class TestRekognitionCustomLabels(_Base):
 class TestHFInference(_Base):
     @pytest.fixture
     def classifier(self, emulator):
-        config = {**emulator.hf_inference_config("derm"), "top_k": 7, "token": "hf_emulatortoken"}
+        config = {**emulator.config("hf-inference", "derm"), "top_k": 7, "token": "hf_emulatortoken"}
         with build("hfi", config) as clf:
             yield clf
 
@@ -175,7 +185,7 @@ class TestHFInference(_Base):
         return ["hf_emulatortoken"]
 
     def test_default_top5_is_a_partial_distribution(self, emulator) -> None:
-        with build("hfi", emulator.hf_inference_config("derm")) as clf:
+        with build("hfi", emulator.config("hf-inference", "derm")) as clf:
             prediction = clf.classify(make_jpeg((40, 50, 60)))
         assert len(prediction.labels) == 5
         assert prediction.provider_details["truncated_labels"] is True
@@ -183,7 +193,7 @@ class TestHFInference(_Base):
 
     def test_unknown_model_is_404(self, emulator) -> None:
         config = {
-            **emulator.hf_inference_config("derm"),
+            **emulator.config("hf-inference", "derm"),
             "endpoint_url": f"{emulator.base_url}/hf-inference/models/x",
         }
         with build("hfi", config) as clf, pytest.raises(ProviderHTTPError) as info:
@@ -194,7 +204,7 @@ class TestHFInference(_Base):
 class TestKServeBytes(_Base):
     @pytest.fixture
     def classifier(self, emulator):
-        with build("ks", {**emulator.kserve_config("derm"), "batch_size": 4}) as clf:
+        with build("ks", {**emulator.config("kserve", "derm"), "batch_size": 4}) as clf:
             yield clf
 
     def test_scores_are_the_backend_distribution(self, classifier) -> None:
@@ -207,25 +217,25 @@ class TestKServeBytes(_Base):
 class TestKServeTensor(_Base):
     @pytest.fixture
     def classifier(self, emulator):
-        with build("kst", emulator.kserve_config("derm", tensor=True)) as clf:
+        with build("kst", {**emulator.config("kserve", "derm"), "input": TENSOR}) as clf:
             yield clf
 
     def test_labels_are_required_and_the_model_is_named(self, emulator) -> None:
-        config = {k: v for k, v in emulator.kserve_config("derm").items() if k != "labels"}
+        config = {k: v for k, v in emulator.config("kserve", "derm").items() if k != "labels"}
         with pytest.raises(ConfigError, match="labels"):
             build("ks", config)
-        clf = build("ks", {**emulator.kserve_config("derm"), "model_name": "nope"})
+        clf = build("ks", {**emulator.config("kserve", "derm"), "model_name": "nope"})
         with clf, pytest.raises(ProviderHTTPError, match="no model 'nope'"):
             clf.classify(make_jpeg((1, 2, 3)))
 
 
 def test_adapters_are_picklable_and_build_from_settings_alone(emulator) -> None:
     configs = {
-        "cv": emulator.custom_vision_config("derm"),
-        "gv": emulator.cloud_vision_config("generic"),
-        "rk": emulator.rekognition_config("generic"),
-        "hfi": emulator.hf_inference_config("derm"),
-        "ks": emulator.kserve_config("derm"),
+        "cv": emulator.config("custom-vision", "derm"),
+        "gv": emulator.config("cloud-vision", "generic"),
+        "rk": emulator.config("rekognition", "generic"),
+        "hfi": emulator.config("hf-inference", "derm"),
+        "ks": emulator.config("kserve", "derm"),
     }
     for name, config in configs.items():
         clf = build(name, config)
@@ -240,7 +250,7 @@ def test_malformed_kserve_answer_is_a_response_format_error() -> None:
 
     plan = FaultPlan.parse("malformed=1.0", seed=3)
     with ServicesEmulator({"derm": EmulatedEndpoint(backend=FakeClassifier("d"), faults=plan)}) as emu:
-        clf = build("ks", emu.kserve_config("derm"))
+        clf = build("ks", emu.config("kserve", "derm"))
         with clf, pytest.raises(ResponseFormatError, match="not valid JSON"):
             clf.classify(make_jpeg((1, 2, 3)))
 
@@ -251,11 +261,11 @@ def test_price_queries_come_from_settings_alone(emulator) -> None:
     config = parse_config(
         {
             "providers": {
-                "gv": emulator.cloud_vision_config("generic"),
-                "ks-local": emulator.kserve_config("derm"),
-                "ks-remote": {**emulator.kserve_config("derm"), "url": "https://derm.example.com"},
-                "cv": emulator.custom_vision_config("derm"),
-                "rk": emulator.rekognition_config("generic"),
+                "gv": emulator.config("cloud-vision", "generic"),
+                "ks-local": emulator.config("kserve", "derm"),
+                "ks-remote": {**emulator.config("kserve", "derm"), "url": "https://derm.example.com"},
+                "cv": emulator.config("custom-vision", "derm"),
+                "rk": emulator.config("rekognition", "generic"),
             }
         },
         env={},
@@ -276,7 +286,7 @@ def test_missing_credentials_are_configuration_errors(emulator, tmp_path, monkey
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with (
-        build("rk", emulator.rekognition_config("generic")) as clf,
+        build("rk", emulator.config("rekognition", "generic")) as clf,
         pytest.raises(ConfigError, match="aws configure"),
     ):
         clf.classify(make_jpeg((1, 2, 3)))
@@ -284,6 +294,6 @@ def test_missing_credentials_are_configuration_errors(emulator, tmp_path, monkey
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
     monkeypatch.setenv("NO_GCE_CHECK", "True")
-    config = {k: v for k, v in emulator.cloud_vision_config("generic").items() if k != "anonymous"}
+    config = {k: v for k, v in emulator.config("cloud-vision", "generic").items() if k != "anonymous"}
     with build("gv", config) as clf, pytest.raises(ConfigError, match="Application Default Credentials"):
         clf.warm_up()

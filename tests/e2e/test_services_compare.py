@@ -15,7 +15,7 @@ import yaml
 
 from cloudderm.cli import main
 from cloudderm.testing.fakes import FakeClassifier, FakeSettings
-from cloudderm.testing.service_emulators import ServicesEmulator
+from cloudderm.testing.service_emulators import ServicesEmulator, custom_labels_arn
 from tests.conftest import make_jpeg
 from tests.e2e.emulator_support import emulator_aws_env
 from tests.hub_offline import hub_registry_offline  # noqa: F401  (autouse fixture)
@@ -25,6 +25,15 @@ pytest.importorskip("huggingface_hub")
 pytest.importorskip("google.auth")
 
 GENERIC = ["skin", "close-up", "hand", "flesh", "pattern"]
+
+
+def custom_labels(emu: ServicesEmulator, project: str) -> dict:
+    return {
+        **emu.config("rekognition", project),
+        "project_version_arn": custom_labels_arn(emu.region, project),
+    }
+
+
 SERVICES = ["custom-vision", "cloud-vision", "rekognition", "rekognition-custom", "hf-inference", "kserve"]
 
 
@@ -51,12 +60,12 @@ def test_compare_runs_all_five_services_beside_the_existing_providers(tmp_path: 
             "local": {"adapter": "cloudderm.testing.fakes:FakeClassifier", "model": "local-model"},
             "sagemaker": emu.sagemaker_config("derm"),
             "azureml": emu.azureml_config("derm"),
-            "custom-vision": emu.custom_vision_config("derm"),
-            "cloud-vision": emu.cloud_vision_config("generic"),
-            "rekognition": emu.rekognition_config("generic"),
-            "rekognition-custom": emu.rekognition_config("derm", custom=True),
-            "hf-inference": {**emu.hf_inference_config("derm"), "top_k": 7},
-            "kserve": emu.kserve_config("derm"),
+            "custom-vision": emu.config("custom-vision", "derm"),
+            "cloud-vision": emu.config("cloud-vision", "generic"),
+            "rekognition": emu.config("rekognition", "generic"),
+            "rekognition-custom": custom_labels(emu, "derm"),
+            "hf-inference": {**emu.config("hf-inference", "derm"), "top_k": 7},
+            "kserve": emu.config("kserve", "derm"),
         }
         config = tmp_path / "cloudderm.yaml"
         config.write_text(yaml.safe_dump({"version": 1, "providers": providers}, sort_keys=False))
@@ -102,7 +111,7 @@ def test_cli_exit_codes_for_service_mistakes(tmp_path: Path, capsys) -> None:
     assert main(["classify", str(image), "-c", str(config)]) == 2
     assert "labels" in capsys.readouterr().err
     with ServicesEmulator({"derm": FakeClassifier("derm")}) as emu:
-        wrong = {**emu.custom_vision_config("derm"), "prediction_key": "not-the-key-42"}
+        wrong = {**emu.config("custom-vision", "derm"), "prediction_key": "not-the-key-42"}
         config.write_text(yaml.safe_dump({"version": 1, "providers": {"cv": wrong}}))
         assert main(["classify", str(image), "-c", str(config)]) == 1
     output = capsys.readouterr()
