@@ -297,3 +297,19 @@ def test_missing_credentials_are_configuration_errors(emulator, tmp_path, monkey
     config = {k: v for k, v in emulator.config("cloud-vision", "generic").items() if k != "anonymous"}
     with build("gv", config) as clf, pytest.raises(ConfigError, match="Application Default Credentials"):
         clf.warm_up()
+
+
+def test_cloud_vision_packs_requests_under_the_byte_limit(emulator) -> None:
+    from cloudderm.adapters.cloud_vision import MAX_REQUEST_BYTES, request_bytes
+    from cloudderm.images import PreparedImage
+
+    def image(n: int, i: int) -> PreparedImage:
+        return PreparedImage(bytes(n), "image/jpeg", 1, 1, f"{i:064x}", f"img{i}")
+
+    clf = build("gv", emulator.config("cloud-vision", "generic"))
+    big = [image(3 * 1024 * 1024, i) for i in range(3)]  # two of them base64-encoded exceed 8 MB
+    assert [len(g) for g in clf.plan_batches(big)] == [1, 1, 1]
+    small = [image(1000, i) for i in range(40)]
+    groups = clf.plan_batches(small)
+    assert [len(g) for g in groups] == [16, 16, 8]
+    assert all(request_bytes([i.size_bytes for i in g]) <= MAX_REQUEST_BYTES for g in groups)
