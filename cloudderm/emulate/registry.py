@@ -22,6 +22,11 @@ PROTOCOLS: Mapping[str, str] = MappingProxyType(
         "sagemaker": "cloudderm.emulate.sagemaker:SageMakerProtocol",
         "azureml": "cloudderm.emulate.azureml:AzureMLProtocol",
         "vertex": "cloudderm.emulate.vertex:VertexProtocol",
+        "custom-vision": "cloudderm.emulate.custom_vision:CustomVisionProtocol",
+        "cloud-vision": "cloudderm.emulate.cloud_vision:CloudVisionProtocol",
+        "rekognition": "cloudderm.emulate.rekognition:RekognitionProtocol",
+        "hf-inference": "cloudderm.emulate.hf_inference:HFInferenceProtocol",
+        "kserve": "cloudderm.emulate.kserve:KServeProtocol",
     }
 )
 

@@ -13,13 +13,12 @@ from collections.abc import Iterator
 import pytest
 
 from cloudderm.config import parse_config
+from cloudderm.emulate import EmulatedEndpoint, Emulator, FaultPlan
+from cloudderm.emulate.rekognition import custom_labels_arn
 from cloudderm.errors import ConfigError, ProviderError, ProviderHTTPError, ProviderThrottled
 from cloudderm.factory import build_classifier
-from cloudderm.testing.emulator_app import EmulatedEndpoint
+from cloudderm.testing.conformance import ClassifierConformance
 from cloudderm.testing.fakes import FakeClassifier, FakeSettings
-from cloudderm.testing.faults import FaultPlan
-from cloudderm.testing.service_emulators import ServicesEmulator, custom_labels_arn
-from tests.adapters.conformance import ClassifierConformance
 from tests.conftest import isolate_aws, make_jpeg
 from tests.hub_offline import hub_registry_offline  # noqa: F401  (autouse fixture)
 
@@ -27,7 +26,7 @@ GENERIC = ["skin", "close-up", "hand", "flesh", "pattern"]
 TENSOR = {"name": "image", "datatype": "UINT8", "layout": "NHWC", "size": [224, 224]}
 
 
-def custom_labels(emu: ServicesEmulator, project: str) -> dict:
+def custom_labels(emu: Emulator, project: str) -> dict:
     """Rekognition settings for a Custom Labels model: project ``project`` of the emulator."""
     return {
         **emu.config("rekognition", project),
@@ -43,12 +42,12 @@ def backends() -> dict[str, FakeClassifier]:
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[ServicesEmulator]:
+def emulator() -> Iterator[Emulator]:
     endpoints = {
         **backends(),
         "stopped": EmulatedEndpoint(FakeClassifier("s"), faults=FaultPlan.parse("503=1.0")),
     }
-    with ServicesEmulator(endpoints) as emu:
+    with Emulator(endpoints) as emu:
         yield emu
 
 
@@ -131,7 +130,7 @@ class TestCloudVision(_Base):
 
     def test_throttling_carries_retry_after(self) -> None:
         plan = FaultPlan.parse("429=1.0", seed=1)
-        with ServicesEmulator(backends(), faults=plan) as emu:
+        with Emulator(backends(), faults=plan) as emu:
             clf = build("gv", emu.config("cloud-vision", "generic"))
             with clf, pytest.raises(ProviderThrottled) as info:
                 clf.classify(make_jpeg((5, 5, 5)))
@@ -249,7 +248,7 @@ def test_malformed_kserve_answer_is_a_response_format_error() -> None:
     from cloudderm.errors import ResponseFormatError
 
     plan = FaultPlan.parse("malformed=1.0", seed=3)
-    with ServicesEmulator({"derm": EmulatedEndpoint(backend=FakeClassifier("d"), faults=plan)}) as emu:
+    with Emulator({"derm": EmulatedEndpoint(backend=FakeClassifier("d"), faults=plan)}) as emu:
         clf = build("ks", emu.config("kserve", "derm"))
         with clf, pytest.raises(ResponseFormatError, match="not valid JSON"):
             clf.classify(make_jpeg((1, 2, 3)))
@@ -313,3 +312,16 @@ def test_cloud_vision_packs_requests_under_the_byte_limit(emulator) -> None:
     groups = clf.plan_batches(small)
     assert [len(g) for g in groups] == [16, 16, 8]
     assert all(request_bytes([i.size_bytes for i in g]) <= MAX_REQUEST_BYTES for g in groups)
+
+
+def test_each_service_protocol_is_registered_with_a_banner_and_a_snippet(emulator) -> None:
+    import requests
+
+    from cloudderm.emulate import get_protocol
+
+    providers = emulator.providers(["derm"])
+    for protocol in ("custom-vision", "cloud-vision", "rekognition", "hf-inference", "kserve"):
+        assert providers[f"derm-{protocol}"]["adapter"] == protocol
+        assert emulator.base_url in get_protocol(protocol).banner(emulator, "derm")
+    metadata = requests.get(f"{emulator.base_url}/v2/models/derm", timeout=10).json()
+    assert metadata["outputs"][0]["shape"] == [-1, len(providers["derm-kserve"]["labels"])]

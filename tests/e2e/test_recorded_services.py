@@ -28,7 +28,7 @@ from tests.hub_offline import hub_registry_offline  # noqa: F401  (autouse fixtu
 pytest.importorskip("boto3")
 pytest.importorskip("huggingface_hub")
 pytest.importorskip("google.auth")
-from cloudderm.testing.service_emulators import ServicesEmulator
+from cloudderm.emulate import Emulator
 
 pytestmark = pytest.mark.usefixtures(loopback_only.__name__)
 
@@ -85,7 +85,7 @@ def served(recording: bool) -> Iterator[str]:
         "derm": FakeClassifier("derm-backend"),
         "generic": FakeClassifier("generic-backend", FakeSettings(model="generic", labels=GENERIC)),
     }
-    with ServicesEmulator(backends) as emulator:
+    with Emulator(backends) as emulator:
         yield emulator.base_url
 
 

@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from cloudderm.cli import main
+from cloudderm.emulate import Emulator
+from cloudderm.emulate.rekognition import custom_labels_arn
 from cloudderm.testing.fakes import FakeClassifier, FakeSettings
-from cloudderm.testing.service_emulators import ServicesEmulator, custom_labels_arn
 from tests.conftest import make_jpeg
 from tests.e2e.emulator_support import emulator_aws_env
 from tests.hub_offline import hub_registry_offline  # noqa: F401  (autouse fixture)
@@ -27,7 +28,7 @@ pytest.importorskip("google.auth")
 GENERIC = ["skin", "close-up", "hand", "flesh", "pattern"]
 
 
-def custom_labels(emu: ServicesEmulator, project: str) -> dict:
+def custom_labels(emu: Emulator, project: str) -> dict:
     return {
         **emu.config("rekognition", project),
         "project_version_arn": custom_labels_arn(emu.region, project),
@@ -55,7 +56,7 @@ def test_compare_runs_all_five_services_beside_the_existing_providers(tmp_path: 
         "derm": FakeClassifier("derm-backend"),
         "generic": FakeClassifier("generic-backend", FakeSettings(model="generic", labels=GENERIC)),
     }
-    with ServicesEmulator(backends) as emu, emulator_aws_env(tmp_path):
+    with Emulator(backends) as emu, emulator_aws_env(tmp_path):
         providers = {
             "local": {"adapter": "cloudderm.testing.fakes:FakeClassifier", "model": "local-model"},
             "sagemaker": emu.sagemaker_config("derm"),
@@ -110,7 +111,7 @@ def test_cli_exit_codes_for_service_mistakes(tmp_path: Path, capsys) -> None:
     config.write_text(yaml.safe_dump({"version": 1, "providers": {"ks": kserve}}))
     assert main(["classify", str(image), "-c", str(config)]) == 2
     assert "labels" in capsys.readouterr().err
-    with ServicesEmulator({"derm": FakeClassifier("derm")}) as emu:
+    with Emulator({"derm": FakeClassifier("derm")}) as emu:
         wrong = {**emu.config("custom-vision", "derm"), "prediction_key": "not-the-key-42"}
         config.write_text(yaml.safe_dump({"version": 1, "providers": {"cv": wrong}}))
         assert main(["classify", str(image), "-c", str(config)]) == 1

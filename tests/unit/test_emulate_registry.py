@@ -65,11 +65,16 @@ def with_echo(monkeypatch: pytest.MonkeyPatch):
     get_protocol.cache_clear()
 
 
-def test_the_three_built_in_protocols_are_registered() -> None:
-    assert protocol_names() == ["sagemaker", "azureml", "vertex"]
-    assert [get_protocol(n).adapter for n in protocol_names()] == ["sagemaker", "azureml", "vertex"]
-    with pytest.raises(ValueError, match="known: sagemaker, azureml, vertex"):
-        get_protocol("kserve")
+BUILT_IN = [
+    "sagemaker", "azureml", "vertex", "custom-vision", "cloud-vision", "rekognition", "hf-inference", "kserve"
+]  # fmt: skip
+
+
+def test_the_built_in_protocols_are_registered() -> None:
+    assert protocol_names() == BUILT_IN
+    assert [get_protocol(n).adapter for n in protocol_names()] == BUILT_IN  # each named after its adapter
+    with pytest.raises(ValueError, match="known: sagemaker, azureml, vertex, custom-vision"):
+        get_protocol("triton")
 
 
 def test_a_registered_protocol_is_served_with_faults_counters_and_snippets(with_echo) -> None:
@@ -101,5 +106,5 @@ def test_fault_plans_may_name_a_registered_protocol(with_echo) -> None:
 
 
 def test_cli_refuses_an_unknown_protocol_before_serving(capsys) -> None:
-    assert main(["emulate", "--protocol", "kserve"]) == EXIT_USAGE
-    assert "known: sagemaker, azureml, vertex" in " ".join(capsys.readouterr().err.split())
+    assert main(["emulate", "--protocol", "triton"]) == EXIT_USAGE
+    assert "known: sagemaker, azureml, vertex, custom-vision" in " ".join(capsys.readouterr().err.split())
