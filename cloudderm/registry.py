@@ -68,6 +68,9 @@ BUILTIN_ADAPTERS: Mapping[str, AdapterSpec] = MappingProxyType(
             "kserve",
             "Open Inference Protocol (KServe v2) server",
         ),
+        "mlflow": AdapterSpec(
+            "cloudderm.adapters.mlflow_model:MlflowClassifier", "mlflow", "MLflow pyfunc or model server"
+        ),
     }
 )
 
