@@ -10,19 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from cloudderm.adapters._azureml_wire import scrub  # the one scrubber until cloudderm/redact.py lands
 from cloudderm.errors import ProviderError, ProviderHTTPError, ProviderThrottled, ProviderTimeout
 
 __all__ = ["error_for_status", "retry_after_from", "scrub", "transport_error"]
 
 MESSAGE_CHARS = 200
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret value replaced (messages that quote what a server said)."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def retry_after_from(headers: Mapping[str, str]) -> float | None:

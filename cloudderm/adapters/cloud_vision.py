@@ -179,7 +179,6 @@ class CloudVisionClassifier(Classifier):
             "label_domain": "out-of-domain",
             "source": "https://cloud.google.com/vision/docs/labels",
         }
-        values.update(self.gv.model_card or {})
         return ModelFacts(**values)
 
     def price_query(self) -> PriceQuery:

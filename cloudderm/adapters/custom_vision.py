@@ -29,7 +29,7 @@ from pydantic import Field, SecretStr, field_validator
 from cloudderm.adapters._http_faults import error_for_status, transport_error
 from cloudderm.adapters._net import is_loopback
 from cloudderm.classifier import AdapterSettings, Classifier, ImageLimits, RawResult
-from cloudderm.errors import ConfigError, MissingDependencyError, ResponseFormatError
+from cloudderm.errors import MissingDependencyError, ResponseFormatError
 from cloudderm.governance.card import ModelFacts, ServiceFacts
 from cloudderm.images import PreparedImage
 from cloudderm.registry import install_hint
@@ -163,11 +163,7 @@ class CustomVisionClassifier(Classifier):
 
     def model_facts(self) -> ModelFacts:
         values: dict[str, Any] = {"model_id": self.model_id, "source": "cloudderm config"}
-        values.update(self.cv.model_card or {})
-        try:
-            return ModelFacts(**values)
-        except ValueError:
-            raise ConfigError("invalid model card fields", provider=self.name, field="model_card") from None
+        return ModelFacts(**values)  # the config's model_card: is applied by governance/cards.py
 
     def image_limits(self) -> ImageLimits:
         return ImageLimits(max_bytes=MAX_IMAGE_BYTES)

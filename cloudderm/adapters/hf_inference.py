@@ -118,7 +118,6 @@ class HFInferenceClassifier(Classifier):
             "model_id": self.model_id,
             "source": f"https://huggingface.co/{self.hf.model}",
         }
-        values.update(self.hf.model_card or {})
         return ModelFacts(**values)
 
     def image_limits(self) -> ImageLimits:

@@ -102,7 +102,6 @@ class KServeClassifier(Classifier):
             "labels": list(self.ks.labels),
             "source": "cloudderm config",
         }
-        values.update(self.ks.model_card or {})
         return ModelFacts(**values)
 
     def price_query(self) -> PriceQuery:

@@ -242,7 +242,6 @@ class RekognitionClassifier(Classifier):
             )
         elif self.rk.labels:
             values["labels"] = list(self.rk.labels)
-        values.update(self.rk.model_card or {})
         return ModelFacts(**values)
 
     def image_limits(self) -> ImageLimits:
