@@ -22,6 +22,7 @@ PROTOCOLS: Mapping[str, str] = MappingProxyType(
         "sagemaker": "cloudderm.emulate.sagemaker:SageMakerProtocol",
         "azureml": "cloudderm.emulate.azureml:AzureMLProtocol",
         "vertex": "cloudderm.emulate.vertex:VertexProtocol",
+        "openai": "cloudderm.emulate.openai_chat:OpenAIChatProtocol",
         "custom-vision": "cloudderm.emulate.custom_vision:CustomVisionProtocol",
         "cloud-vision": "cloudderm.emulate.cloud_vision:CloudVisionProtocol",
         "rekognition": "cloudderm.emulate.rekognition:RekognitionProtocol",

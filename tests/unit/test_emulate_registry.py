@@ -66,14 +66,15 @@ def with_echo(monkeypatch: pytest.MonkeyPatch):
 
 
 BUILT_IN = [
-    "sagemaker", "azureml", "vertex", "custom-vision", "cloud-vision", "rekognition", "hf-inference", "kserve"
+    "sagemaker", "azureml", "vertex", "openai",
+    "custom-vision", "cloud-vision", "rekognition", "hf-inference", "kserve",
 ]  # fmt: skip
 
 
 def test_the_built_in_protocols_are_registered() -> None:
     assert protocol_names() == BUILT_IN
     assert [get_protocol(n).adapter for n in protocol_names()] == BUILT_IN  # each named after its adapter
-    with pytest.raises(ValueError, match="known: sagemaker, azureml, vertex, custom-vision"):
+    with pytest.raises(ValueError, match="known: sagemaker, azureml, vertex, openai, custom-vision"):
         get_protocol("triton")
 
 
@@ -107,4 +108,6 @@ def test_fault_plans_may_name_a_registered_protocol(with_echo) -> None:
 
 def test_cli_refuses_an_unknown_protocol_before_serving(capsys) -> None:
     assert main(["emulate", "--protocol", "triton"]) == EXIT_USAGE
-    assert "known: sagemaker, azureml, vertex, custom-vision" in " ".join(capsys.readouterr().err.split())
+    assert "known: sagemaker, azureml, vertex, openai, custom-vision" in " ".join(
+        capsys.readouterr().err.split()
+    )
