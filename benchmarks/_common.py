@@ -71,12 +71,70 @@ def load_average() -> str:
         return "load average unknown"
 
 
-def verdict(label: str, value: float, goal: float, unit: str = "", *, higher_is_better: bool = False) -> bool:
-    """Print one figure against its goal; returns whether it met it."""
+RESULTS = ROOT / "benchmarks" / "results.json"
+
+
+def verdict(
+    label: str,
+    value: float,
+    goal: float,
+    unit: str = "",
+    *,
+    higher_is_better: bool = False,
+    key: str | None = None,
+    detail: str = "",
+) -> bool:
+    """Print one figure against its goal; with ``key``, also record it for the README table.
+
+    Recorded figures go to ``benchmarks/results.json`` (one entry per key, the latest run wins) with the
+    command that produced them; ``python benchmarks/readme_table.py`` renders them into the README.
+    """
     met = value >= goal if higher_is_better else value <= goal
     sign = ">=" if higher_is_better else "<="
     print(f"   {label}: {value:.3f}{unit} (goal {sign} {goal:g}{unit}) -> {'MET' if met else 'MISSED'}")
+    if key:
+        record(key, label=label, value=value, goal=goal, unit=unit, sign=sign, met=met, detail=detail)
     return met
+
+
+def record(key: str, **fields: Any) -> None:
+    """Store one figure under ``key`` in results.json, with the script, its arguments, date and load."""
+    import json
+
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    command = " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+    results[key] = {**fields, "command": command, "date": time.strftime("%Y-%m-%d"), "load": load_average()}
+    RESULTS.write_text(json.dumps(dict(sorted(results.items())), indent=1, ensure_ascii=False) + "\n")
+
+
+def cpu_table(
+    wall: dict[str, list[float]], cpu: dict[str, list[float]], *, reference: str, rounds: int
+) -> None:
+    """Medians of wall and CPU ms per call for each subject, and each one's ratio to ``reference``."""
+    ref_wall, ref_cpu = median_ms(wall[reference]), median_ms(cpu[reference])
+    print(f"   medians over {rounds} interleaved rounds      wall ms   CPU ms   wall/ref  CPU/ref")
+    for name in wall:
+        w, c = median_ms(wall[name]), median_ms(cpu[name])
+        print(f"   {name:38} {w:8.1f} {c:8.1f}   {w / ref_wall:6.2f}x  {c / ref_cpu:6.2f}x")
+
+
+def load_revision(path: str, revision: str) -> Any:
+    """Import ``path`` as it was at git ``revision`` (``git show``) as a throwaway module, for before/after."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    source = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{revision}:{path}"], check=True, capture_output=True, text=True
+    ).stdout
+    target = Path(tempfile.mkdtemp(prefix="cloudderm-before-")) / Path(path).name
+    target.write_text(source)
+    spec = importlib.util.spec_from_file_location(f"before_{Path(path).stem}", target)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def _serve(conn: Any, spec: dict[str, Any]) -> None:
