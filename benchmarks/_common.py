@@ -119,7 +119,7 @@ def cpu_table(
 
 
 def load_revision(path: str, revision: str) -> Any:
-    """Import ``path`` as it was at git ``revision`` (``git show``) as a throwaway module, for before/after."""
+    """Import ``path`` as it was at git ``revision`` (``git show``) as a throwaway module (before/after)."""
     import importlib.util
     import subprocess
     import tempfile

@@ -63,12 +63,16 @@ def provider_limits() -> dict[str, dict[str, int]]:
 
     classifiers = {
         "sagemaker": SageMakerClassifier("s", SageMakerSettings(endpoint_name="bench", region="eu-west-2")),
-        "azureml": AzureMLClassifier("a", AzureMLSettings(scoring_uri="https://x.invalid/score", api_key="k")),
+        "azureml": AzureMLClassifier(
+            "a", AzureMLSettings(scoring_uri="https://x.invalid/score", api_key="k")
+        ),
         "vertex": VertexClassifier(
             "v", VertexSettings(project="p", location="europe-west2", endpoint_id="1", anonymous=True)
         ),
     }
-    limits = {name: {"max_bytes": int(clf.image_limits().max_bytes or 0)} for name, clf in classifiers.items()}
+    limits = {
+        name: {"max_bytes": int(clf.image_limits().max_bytes or 0)} for name, clf in classifiers.items()
+    }
     limits["thumbnail"] = {"max_side": 1024}
     return limits
 
@@ -92,7 +96,9 @@ def main() -> None:
         fns[f"prepare {name}"] = lambda limit=limit: prepare(data, **limit)
         if old is not None:
             before = old.prepare(data, **limit)
-            print(f"   {'':9} before ({args.baseline}): {before.width}x{before.height}, {before.size_bytes:,} B")
+            print(
+                f"   {'':9} before ({args.baseline}): {before.width}x{before.height}, {before.size_bytes:,} B"
+            )
             fns[f"before {name}"] = lambda limit=limit: old.prepare(data, **limit)
     wall, cpu = interleaved_cpu(fns, rounds=args.rounds, warmup=1)
     naive_cpu = median_ms(cpu["naive decode + encode q90"])

@@ -379,3 +379,16 @@ def test_session_does_not_spin_and_takes_the_configured_threads(exported, sample
     assert options.intra_op_num_threads == 1
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert options.get_session_config_entry("session.inter_op.allow_spinning") == "0"
+
+
+def test_pickles_before_and_after_warm_up_and_answers_the_same(exported, sample_images):
+    import pickle
+
+    _, folder = exported
+    clf = make(folder)
+    assert pickle.loads(pickle.dumps(clf)).model_id == clf.model_id
+    clf.warm_up()
+    first = clf.classify(sample_images[0])
+    again = pickle.loads(pickle.dumps(clf)).classify(sample_images[0])
+    assert [ls.label for ls in again.labels] == [ls.label for ls in first.labels]
+    assert [ls.score for ls in again.labels] == pytest.approx([ls.score for ls in first.labels], abs=1e-6)

@@ -546,3 +546,15 @@ def test_onnx_session_does_not_spin_and_takes_onnx_threads(models, onnx_cache, m
     assert options.intra_op_num_threads == 1
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert options.get_session_config_entry("session.inter_op.allow_spinning") == "0"
+
+
+def test_pickles_before_and_after_warm_up_and_answers_the_same(models) -> None:
+    """Process pools and Ray ship adapters to workers: rebuilt from settings, the model loads again lazily."""
+    import pickle
+
+    classifier = load(models["vit"])
+    assert pickle.loads(pickle.dumps(classifier)).model_id == classifier.model_id
+    classifier.warm_up()
+    first = classifier.classify(images(1)[0])
+    copy = pickle.loads(pickle.dumps(classifier))
+    assert by_label(copy.classify(images(1)[0])) == pytest.approx(by_label(first), abs=1e-6)
