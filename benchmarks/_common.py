@@ -6,6 +6,7 @@ measures its subject and its reference in the same run, interleaved, and reports
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import sys
@@ -15,8 +16,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # this checkout's cloudderm, not whatever the venv installed
+# The code under test: this checkout's cloudderm, not whatever the venv installed; or, for a "before"
+# figure, another checkout (``git worktree add /tmp/before main``; CLOUDDERM_BENCH_CODE=/tmp/before).
+CODE = Path(os.environ.get("CLOUDDERM_BENCH_CODE") or ROOT).resolve()
+BEFORE = CODE != ROOT
+if str(CODE) not in sys.path:
+    sys.path.insert(0, str(CODE))
 
 
 def header(title: str) -> None:
@@ -26,7 +31,6 @@ def header(title: str) -> None:
 
 
 def _cpus() -> int:
-    import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -63,7 +67,6 @@ def interleaved_cpu(
 
 def load_average() -> str:
     """The 1-minute load average against the CPU count: a busy machine inflates every wall time."""
-    import os
 
     try:
         return f"load average {os.getloadavg()[0]:.2f} on {_cpus()} CPUs"
@@ -101,10 +104,27 @@ def record(key: str, **fields: Any) -> None:
     """Store one figure under ``key`` in results.json, with the script, its arguments, date and load."""
     import json
 
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results = load_results()
+    if BEFORE:
+        key, fields["code"] = f"{key}_before", _describe_code()
     command = " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
     results[key] = {**fields, "command": command, "date": time.strftime("%Y-%m-%d"), "load": load_average()}
     RESULTS.write_text(json.dumps(dict(sorted(results.items())), indent=1, ensure_ascii=False) + "\n")
+
+
+def load_results() -> dict[str, Any]:
+    import json
+
+    return json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+
+
+def _describe_code() -> str:
+    import subprocess
+
+    rev = subprocess.run(
+        ["git", "-C", str(CODE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return f"{CODE.name}@{rev.stdout.strip() or '?'}"
 
 
 def cpu_table(
