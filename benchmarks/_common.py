@@ -124,7 +124,7 @@ def _describe_code() -> str:
     rev = subprocess.run(
         ["git", "-C", str(CODE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     )
-    return f"{CODE.name}@{rev.stdout.strip() or '?'}"
+    return f"{CODE.name}@{rev.stdout.strip()}" if rev.returncode == 0 else CODE.name
 
 
 def cpu_table(

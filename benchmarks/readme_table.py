@@ -3,7 +3,7 @@
 Run: ``python benchmarks/readme_table.py`` (``make bench`` runs it last). Every benchmark script records
 its figures there (``_common.verdict(..., key=...)``) with the command, date and load average, so the
 table is always what the scripts measured, never typed by hand; ``docs/benchmarks.md`` explains them.
-A figure recorded from an older checkout (``CLOUDDERM_BENCH_CODE``, keys ending ``_before``) is shown
+A figure recorded from an older checkout (``CLOUDDERM_BENCH_CODE``: it names that ``code``) is shown
 only through the ratio that compares against it.
 """
 
@@ -23,8 +23,8 @@ def render(results: dict[str, Any]) -> str:
         "| figure | measured | goal | verdict | detail | command (date, load) |",
         "|---|---|---|---|---|---|",
     ]
-    for key, r in results.items():
-        if key.endswith("_before") or "goal" not in r:
+    for r in results.values():
+        if "code" in r or "goal" not in r:  # a figure of an older checkout, or one without a goal
             continue
         unit = r.get("unit", "")
         measured = f"**{r['value']:.3g}{unit}**" if r["value"] < 100 else f"**{r['value']:,.0f}{unit}**"
