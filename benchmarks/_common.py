@@ -159,7 +159,7 @@ def load_revision(path: str, revision: str) -> Any:
 
 def _serve(conn: Any, spec: dict[str, Any]) -> None:
     """Child process: run an emulator of FakeClassifier backends and report its snippets, until told."""
-    from cloudderm.testing.emulators import EmulatedEndpoint, Emulator, FaultPlan, Latency
+    from cloudderm.emulate import EmulatedEndpoint, Emulator, FaultPlan, Latency
     from cloudderm.testing.fakes import FakeClassifier
 
     backend = FakeClassifier("backend")
