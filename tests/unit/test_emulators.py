@@ -467,7 +467,7 @@ def test_server_backlog_takes_a_burst_of_connections_before_accepting() -> None:
     """The runner opens 16+ connections at once; socketserver's default backlog (5) would drop SYNs."""
     import socket
 
-    from cloudderm.testing.emulator_server import EmulatorServer
+    from cloudderm.emulate.server import EmulatorServer
 
     server = EmulatorServer(None)  # type: ignore[arg-type]  # listening, nothing accepted yet
     clients = []
