@@ -188,6 +188,10 @@ class Classifier(ABC):
     def close(self) -> None:
         """Release clients, sessions and models."""
 
+    def hash_extras(self) -> dict[str, Any]:
+        """What decides the answers beyond the settings (a generative model's rendered prompt); hashed."""
+        return {}
+
     # ---- provided to users ----------------------------------------------------------------------
     def prepare(self, image: ImageLike | PreparedImage) -> PreparedImage:
         """Prepare one input for this provider's limits (metadata stripped, RGB, fitted)."""
@@ -312,6 +316,9 @@ class Classifier(ABC):
             details.setdefault("batch_size", batch)
         pricing = self.pricing
         cost = pricing.cost_per_call(batch) if pricing is not None else None
+        cost_for_usage = getattr(pricing, "cost_for_usage", None)
+        if raw.usage is not None and cost_for_usage is not None:
+            cost = cost_for_usage(raw.usage)  # token-priced: this call's own measured usage
         return Prediction(
             provider=self.name,
             adapter=self.adapter,
