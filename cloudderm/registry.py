@@ -74,6 +74,9 @@ BUILTIN_ADAPTERS: Mapping[str, AdapterSpec] = MappingProxyType(
             "hf",
             "local PaliGemma vision-language model (transformers image-to-text)",
         ),
+        "zoo": AdapterSpec(
+            "cloudderm.adapters.zoo:ZooClassifier", "zoo", "built-in trained model from a PyPI wheel, local"
+        ),
         "mlflow": AdapterSpec(
             "cloudderm.adapters.mlflow_model:MlflowClassifier", "mlflow", "MLflow pyfunc or model server"
         ),
