@@ -236,7 +236,9 @@ class CloudVisionClassifier(Classifier):
         if self.gv.quota_project:
             session.headers["x-goog-user-project"] = self.gv.quota_project
         session.headers["Content-Type"] = "application/json"
-        return session
+        from cloudderm.adapters._http import pin_environment
+
+        return pin_environment(session, self.url, pool_size=self.gv.concurrency)
 
     def _infer(self, images: Sequence[PreparedImage]) -> list[RawResult]:
         import requests

@@ -186,7 +186,9 @@ class CustomVisionClassifier(Classifier):
                         "Accept": "application/json",
                     }
                 )
-                self._session = session
+                from cloudderm.adapters._http import pin_environment
+
+                self._session = pin_environment(session, self.url, pool_size=self.cv.concurrency)
             return self._session
 
     def _infer(self, images: Sequence[PreparedImage]) -> list[RawResult]:

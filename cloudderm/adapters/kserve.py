@@ -128,7 +128,9 @@ class KServeClassifier(Classifier):
                 session.headers["Content-Type"] = "application/json"
                 if self.ks.token is not None:
                     session.headers["Authorization"] = f"Bearer {self.ks.token.get_secret_value()}"
-                self._session = session
+                from cloudderm.adapters._http import pin_environment
+
+                self._session = pin_environment(session, self.infer_url, pool_size=self.ks.concurrency)
             return self._session
 
     def encode(self, images: Sequence[PreparedImage]) -> dict[str, Any]:
