@@ -181,7 +181,10 @@ def test_bad_workers_environment_is_exit_2(tmp_path: Path, monkeypatch, capsys) 
     assert 1 <= default_workers() <= 8
 
 
-def test_killed_run_with_workers_resumes_without_repeating_any_answered_call(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+def test_killed_run_with_workers_resumes_without_repeating_any_answered_call(
+    tmp_path: Path, how: str
+) -> None:
     n = 40
     images, labels = make_dataset(tmp_path, n)
     log = tmp_path / "calls.log"
@@ -191,8 +194,11 @@ def test_killed_run_with_workers_resumes_without_repeating_any_answered_call(tmp
     args += ["--no-progress", "--workers", "2"]
     proc = _launch(args, tmp_path)
     wait_for_answers(out / "results.sqlite", proc, at_least=10)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
+    proc.send_signal(getattr(signal, how))
+    _, stderr = proc.communicate(
+        timeout=60
+    )  # returns only once the workers have gone too (they hold its pipes)
+    assert proc.returncode == (-signal.SIGKILL if how == "SIGKILL" else 130), stderr
     answered = _answered(out / "results.sqlite")
     before = _calls(log)
     assert 10 <= len(answered) < 2 * n
