@@ -212,3 +212,23 @@ def test_killed_run_with_workers_resumes_without_repeating_any_answered_call(
     assert len(calls) == 2 * n
     lines = read_jsonl(out / "predictions.jsonl")
     assert len(lines) == 2 * n and {r["status"] for r in lines} == {"ok"}
+
+
+def test_workers_use_the_providers_threads_and_one_when_unset(local_model: Path) -> None:
+    from cloudderm.adapters.huggingface import HuggingFaceClassifier, HuggingFaceSettings
+    from cloudderm.compare.pool import _with_threads, runs_in_worker, worker_threads
+
+    unset = HuggingFaceClassifier(
+        "local", HuggingFaceSettings(adapter="huggingface", model=str(local_model), runtime="onnx")
+    )
+    three = HuggingFaceClassifier(
+        "local",
+        HuggingFaceSettings(adapter="huggingface", model=str(local_model), runtime="onnx", onnx_threads=3),
+    )
+    assert runs_in_worker(unset) and not runs_in_worker(FakeClassifier("cloud"))
+    assert (worker_threads(unset), worker_threads(three)) == (1, 3)
+    copy = _with_threads(unset)
+    assert (
+        copy.settings.onnx_threads == 1 and unset.settings.onnx_threads is None
+    )  # the parent's is untouched
+    assert _with_threads(three) is three
