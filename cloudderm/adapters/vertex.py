@@ -34,8 +34,10 @@ from cloudderm.adapters.vertex_codec import (
 )
 from cloudderm.classifier import AdapterSettings, Classifier, ImageLimits, RawResult
 from cloudderm.errors import (
+    CloudDermError,
     ConfigError,
     InvalidImageError,
+    MissingCredentialsError,
     MissingDependencyError,
     ProviderError,
     ProviderHTTPError,
@@ -233,7 +235,7 @@ class VertexClassifier(Classifier):
             )
             payload = response_to_payload(response)
             return decode_response(payload, len(images), self._spec)
-        except MissingDependencyError:
+        except (MissingDependencyError, MissingCredentialsError):
             raise
         except Exception as e:
             mapped = self._map_error(e, payload)
@@ -242,8 +244,20 @@ class VertexClassifier(Classifier):
             raise mapped from e
 
     def warm_up(self) -> None:
-        """Import the SDK and build the REST client now (no request is sent)."""
-        self._get_client()
+        """Import the SDK and build the REST client now (no request is sent).
+
+        Errors go through the same mapping as calls (``_map_error``), so a missing credential is a clean
+        ``MissingCredentialsError`` (exit 2), never the SDK's traceback.
+        """
+        try:
+            self._get_client()
+        except CloudDermError:
+            raise
+        except Exception as e:
+            mapped = self._map_error(e)
+            if mapped is None:
+                raise
+            raise mapped from e
 
     def _get_client(self) -> Any:
         client = self._client
@@ -262,14 +276,25 @@ class VertexClassifier(Classifier):
             raise MissingDependencyError(
                 install_hint("gcp", "google-cloud-aiplatform to use the Vertex AI adapter")
             ) from e
+        from google.auth.exceptions import DefaultCredentialsError
+
         credentials = None
         if self.vertex_settings.anonymous:
             from google.auth.credentials import AnonymousCredentials
 
             credentials = AnonymousCredentials()
-        return PredictionServiceClient(
-            credentials=credentials, transport="rest", client_options=ClientOptions(api_endpoint=self.host)
-        )
+        try:
+            return PredictionServiceClient(
+                credentials=credentials,
+                transport="rest",
+                client_options=ClientOptions(api_endpoint=self.host),
+            )
+        except DefaultCredentialsError:
+            raise MissingCredentialsError(
+                f"no Google credentials found to call {self.model_id}. {ADC_HINT}",
+                provider=self.name,
+                field="credentials",
+            ) from None
 
     def close(self) -> None:
         with self._client_lock:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from cloudderm.errors import (
     CloudDermError,
@@ -52,21 +54,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # a message is one line, whatever the width
     try:
         return int(args.func(args) or 0)
     except PolicyViolation as e:
-        err.print(f"[bold red]refused by policy:[/] {e}")
+        err.print(f"[bold red]refused by policy:[/] {_clean(e)}")
         return EXIT_POLICY
     except (ConfigError, MissingDependencyError, InvalidImageError) as e:
-        err.print(f"[bold red]error:[/] {e}")
+        err.print(f"[bold red]error:[/] {_clean(e)}")
         return EXIT_USAGE
     except CloudDermError as e:
-        err.print(f"[bold red]error:[/] {e}")
+        err.print(f"[bold red]error:[/] {_clean(e)}")
         return EXIT_FAILURES
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")
         return 130
+    except Exception as e:
+        # A bug, not a user error: one clean line (the traceback only on request), never a secret.
+        if os.environ.get("CLOUDDERM_DEBUG"):
+            raise
+        err.print(
+            f"[bold red]internal error:[/] {_clean(f'{type(e).__name__}: {e}')} "
+            "(please report it; set CLOUDDERM_DEBUG=1 for the traceback)"
+        )
+        return EXIT_FAILURES
+
+
+def _clean(error: object) -> str:
+    """An error message as printed: secrets scrubbed, rich markup escaped (``[provider 'x']`` is text)."""
+    from rich.markup import escape
+
+    from cloudderm.redact import scrub_text
+
+    return escape(scrub_text(str(error)))
+
+
+def output_console() -> Any:
+    """A console for tables on stdout: the terminal's width, or 200 columns into a pipe or file.
+
+    Rich assumes 80 columns when stdout is not a terminal, which wraps every table row; ``--json`` is
+    the format for programs, so a pipe gets the table unwrapped instead.
+    """
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=200)
+    return console
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:

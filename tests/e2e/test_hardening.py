@@ -1,0 +1,115 @@
+"""Issue #12: a newcomer's bad inputs end in a clean message and the documented exit code, and a secret
+planted in a URL never reaches an output. Each test names the item it guards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from cloudderm.cli import main
+from cloudderm.compare.outdir import LOCK_NAME, OutputFolder
+from tests.conftest import make_jpeg
+
+FAKE = "cloudderm.testing.fakes:FakeClassifier"
+CANARY = "CANARY0SECRET0b7e1"
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"img{i}.jpg").write_bytes(make_jpeg((40 * i, 90, 160), (16, 12)))
+    return folder
+
+
+@pytest.fixture
+def logged_config(tmp_path: Path) -> tuple[Path, Path]:
+    log = tmp_path / "calls.log"
+    config = tmp_path / "c.yaml"
+    config.write_text(f'providers:\n  alpha: {{adapter: "{FAKE}", call_log: "{log}"}}\n')
+    return config, log
+
+
+def _compare(dataset: Path, config: Path, out: Path, *extra: str) -> int:
+    return main(["compare", str(dataset), "-c", str(config), "-o", str(out), "--no-progress", *extra])
+
+
+@pytest.mark.parametrize("case", ["existing-file", "inside-a-file", "read-only"])
+def test_unusable_output_folder_is_exit_2_before_any_call(
+    case: str, dataset: Path, logged_config, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """Item 3: ``-o`` that is a file, below a file, or read-only: exit 2, nothing loaded or sent."""
+    config, log = logged_config
+    blocker = tmp_path / "taken"
+    blocker.write_text("x")
+    out = {"existing-file": blocker, "inside-a-file": blocker / "sub", "read-only": tmp_path / "ro"}[case]
+    if case == "read-only":  # root ignores mode bits, so the refusal the OS would give is simulated
+        import tempfile
+
+        def refuse(*args, **kwargs):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    assert _compare(dataset, config, out) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err.replace("\n", "") and "-o" in err and "Traceback" not in err
+    assert not log.exists()
+
+
+def test_missing_baseline_is_exit_2_before_any_call(dataset: Path, logged_config, tmp_path, capsys) -> None:
+    """Item 8: ``--baseline`` naming a folder that does not exist fails before the run."""
+    config, log = logged_config
+    assert _compare(dataset, config, tmp_path / "out", "--baseline", str(tmp_path / "nope")) == 2
+    assert "--baseline" in capsys.readouterr().err and not log.exists()
+
+
+def test_busy_output_folder_is_exit_2_naming_the_pid(dataset: Path, logged_config, tmp_path, capsys):
+    """Item 12: the output folder is locked; a second compare exits 2 and names the running PID."""
+    config, log = logged_config
+    out = tmp_path / "out"
+    with OutputFolder(out):  # stands for a first run holding the folder
+        assert (out / LOCK_NAME).read_text() == str(os.getpid())
+        assert _compare(dataset, config, out) == 2
+        assert f"PID {os.getpid()}" in capsys.readouterr().err and not log.exists()
+    assert _compare(dataset, config, out) == 0  # released: the folder is usable again
+
+
+def test_secret_in_a_url_never_reaches_an_output(dataset: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    """Item 4: a key in ``scoring_uri`` is scrubbed from classify --json, jsonl, sqlite and reports."""
+    monkeypatch.setenv("CANARY_KEY", CANARY)
+    config = tmp_path / "az.yaml"
+    config.write_text(
+        "providers:\n  az:\n    adapter: azureml\n    api_key: k\n    max_retries: 0\n"
+        '    scoring_uri: "http://user:pw@127.0.0.1:9/score?code=${CANARY_KEY}&v=1"\n'
+    )
+    assert main(["classify", str(dataset / "img0.jpg"), "-c", str(config), "--json"]) == 1
+    printed = capsys.readouterr()
+    assert "code=<redacted>" in printed.out and CANARY not in printed.out + printed.err
+    out = tmp_path / "out"
+    assert _compare(dataset, config, out) == 1
+    printed = capsys.readouterr()
+    assert CANARY not in printed.out + printed.err
+    for path in out.iterdir():
+        assert CANARY.encode() not in path.read_bytes(), f"{path.name} holds the secret"
+    with sqlite3.connect(out / "results.sqlite") as db:
+        dumped = "\n".join(db.iterdump())
+    assert CANARY not in dumped and "pw@" not in dumped
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert rows and all("code=<redacted>" in row["error"] for row in rows)
+
+
+def test_azureml_keeps_secrets_only_as_secretstr() -> None:
+    """Item 4: ``vars(clf)`` never shows a raw key."""
+    from cloudderm.adapters.azureml import AzureMLClassifier
+
+    clf = AzureMLClassifier(
+        "az",
+        AzureMLClassifier.Settings(adapter="azureml", scoring_uri="http://127.0.0.1:9/score", api_key=CANARY),
+    )
+    assert CANARY not in repr(vars(clf))
