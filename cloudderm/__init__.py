@@ -26,6 +26,7 @@ from cloudderm.errors import (
 if TYPE_CHECKING:
     from cloudderm.classifier import Classifier
     from cloudderm.config import Config, load_config
+    from cloudderm.core import ImageContext, PriceQuery, Usage
     from cloudderm.factory import load
     from cloudderm.images import PreparedImage, prepare
     from cloudderm.prediction import LabelScore, Prediction
@@ -37,17 +38,20 @@ __all__ = [
     "CloudDermError",
     "Config",
     "ConfigError",
+    "ImageContext",
     "InvalidImageError",
     "LabelScore",
     "MissingDependencyError",
     "PolicyViolation",
     "Prediction",
     "PreparedImage",
+    "PriceQuery",
     "ProviderError",
     "ProviderHTTPError",
     "ProviderThrottled",
     "ProviderTimeout",
     "ResponseFormatError",
+    "Usage",
     "__version__",
     "load",
     "load_config",
@@ -59,6 +63,9 @@ _LAZY = {
     "Prediction": "cloudderm.prediction",
     "Classifier": "cloudderm.classifier",
     "Config": "cloudderm.config",
+    "ImageContext": "cloudderm.core",
+    "PriceQuery": "cloudderm.core",
+    "Usage": "cloudderm.core",
     "load_config": "cloudderm.config",
     "load": "cloudderm.factory",
     "PreparedImage": "cloudderm.images",

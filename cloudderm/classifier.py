@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from cloudderm.core import ImageContext, Outcome, PriceQuery, Usage, truncate_reason
 from cloudderm.images import ImageLike, PreparedImage, prepare
 from cloudderm.prediction import LabelScore, Prediction
 from cloudderm.retry import RetryPolicy, call_with_retries
@@ -26,7 +27,20 @@ if TYPE_CHECKING:
     from cloudderm.governance.card import GovernanceCard, ModelFacts, ServiceFacts
     from cloudderm.pricing import PricingModel
 
-__all__ = ["AdapterSettings", "Classifier", "ImageLimits", "RawResult"]
+__all__ = [
+    "AdapterSettings",
+    "BatchItem",
+    "Classifier",
+    "ImageContext",
+    "ImageLimits",
+    "PriceQuery",
+    "RawResult",
+    "Usage",
+]
+
+ContextLike = ImageContext | Mapping[str, Any] | None
+# One item of ``classify_batch``: an image, or an ``(image, context)`` pair.
+BatchItem = ImageLike | PreparedImage | tuple[ImageLike | PreparedImage, ContextLike]
 
 OUT_OF_DOMAIN_WARNING = (
     "out-of-domain: the model's top label {label!r} is not a skin-lesion class in the {taxonomy} taxonomy"
@@ -76,7 +90,13 @@ class ImageLimits:
 
 @dataclass
 class RawResult:
-    """What an adapter decoded from one image's answer, before normalisation."""
+    """What an adapter decoded from one image's answer, before normalisation.
+
+    ``outcome`` is "answered" for every classifier; a generative model's refusal is "abstained" (with the
+    reason) and an answer that cannot be read is "unparseable" (with the text, at most 200 characters);
+    both may have no labels. ``usage`` is what the call consumed (tokens, billed units) when the provider
+    reports it; pricing reads it.
+    """
 
     labels: list[tuple[str, float]]
     model: str | None = None
@@ -84,6 +104,9 @@ class RawResult:
     warnings: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     scores_independent: bool = False
+    usage: Usage | None = None
+    outcome: Outcome = "answered"
+    reason: str | None = None
 
 
 class Classifier(ABC):
@@ -95,6 +118,8 @@ class Classifier(ABC):
     """
 
     adapter: ClassVar[str]
+    # Who is paid / who receives the images: "aws", "azure", "gcp", "openai", ..., or "local" (this machine).
+    vendor: ClassVar[str] = "unknown"
     Settings: ClassVar[type[AdapterSettings]] = AdapterSettings
     max_batch_size: int = 1
 
@@ -116,6 +141,7 @@ class Classifier(ABC):
             )
         self.name = name
         self.settings = settings
+        self._base_taxonomy = taxonomy
         self.taxonomy = taxonomy.with_synonyms(settings.label_map)
         self.retry_policy = retry_policy or RetryPolicy(max_retries=settings.max_retries or 0)
         self.standing_warnings: list[str] = []
@@ -145,6 +171,15 @@ class Classifier(ABC):
         """The provider's request limits, used to prepare images that fit."""
         return ImageLimits()
 
+    def price_query(self) -> PriceQuery:
+        """What the price catalog needs to price this provider (see ``cloudderm.core.PriceQuery``).
+
+        It must read only ``self.name`` and ``self.settings``: pricing may call it on an adapter that was
+        never built (``cloudderm cost`` from a config). The default prices "local" adapters at zero and
+        leaves every other vendor unknown until the adapter says which catalog entry applies.
+        """
+        return PriceQuery(local=self.vendor == "local")
+
     def warm_up(self) -> None:
         """One-off setup before timed calls (load the model, build the SDK client); sends no image.
 
@@ -161,13 +196,20 @@ class Classifier(ABC):
         limits = self.image_limits()
         return prepare(image, max_bytes=limits.max_bytes, max_side=limits.max_side)
 
-    def classify(self, image: ImageLike | PreparedImage) -> Prediction:
-        """Classify one image; retryable provider faults are retried per the settings."""
-        return self.classify_batch([image])[0]
+    def classify(self, image: ImageLike | PreparedImage, context: ContextLike = None) -> Prediction:
+        """Classify one image; retryable provider faults are retried per the settings.
 
-    def classify_batch(self, images: Sequence[ImageLike | PreparedImage]) -> list[Prediction]:
-        """Classify several images, in provider-sized batches; one Prediction per image, in order."""
-        prepared = [self.prepare(image) for image in images]
+        ``context`` (an ``ImageContext`` or a mapping with ``age``, ``sex``, ``site``) reaches the adapter as
+        ``image.context``; adapters that cannot use it ignore it.
+        """
+        return self.classify_batch([(image, context)])[0]
+
+    def classify_batch(self, items: Sequence[BatchItem]) -> list[Prediction]:
+        """Classify several images, in provider-sized batches; one Prediction per image, in order.
+
+        Each item is an image, or an ``(image, context)`` pair.
+        """
+        prepared = [self._prepare_item(item) for item in items]
         results: list[Prediction] = []
         for chunk in self.plan_batches(prepared):
             results.extend(call_with_retries(lambda c=chunk: self.classify_prepared(c), self.retry_policy))
@@ -232,13 +274,35 @@ class Classifier(ABC):
         return [images[i : i + size] for i in range(0, len(images), size)]
 
     # ---- internals ------------------------------------------------------------------------------
+    def _prepare_item(self, item: BatchItem) -> PreparedImage:
+        if isinstance(item, tuple):
+            if len(item) != 2:
+                raise TypeError("a batch item is an image or an (image, context) pair")
+            image, context = item
+            prepared = self.prepare(image)
+            coerced = ImageContext.of(context)
+            return prepared if coerced is None else prepared.with_context(coerced)
+        return self.prepare(item)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as "rebuild from settings": clients, locks and models are created again on first use.
+
+        What a constructor was handed besides settings (a test transport, a credential object) is not
+        carried; the rebuilt adapter resolves them from the environment, as a configured one does.
+        """
+        state = {"standing_warnings": list(self.standing_warnings)}
+        return (
+            _rebuild,
+            (type(self), self.name, self.settings, self._base_taxonomy, self.retry_policy, state),
+        )
+
     def _finish(self, image: PreparedImage, raw: RawResult, latency_ms: float, batch: int) -> Prediction:
         """Normalise one decoded answer into a Prediction with taxonomy, warnings and cost."""
         labels = [LabelScore(label=str(lbl), score=_clamp(score)) for lbl, score in raw.labels]
         labels.sort(key=lambda ls: ls.score, reverse=True)
         warnings = [*self.standing_warnings, *raw.warnings]
         canonical = triage = None
-        if labels:
+        if labels and raw.outcome == "answered":
             canonical = self.taxonomy.canonical(labels[0].label)
             triage = self.taxonomy.triage(canonical)
             if canonical is None:
@@ -268,11 +332,28 @@ class Classifier(ABC):
             request_id=raw.request_id,
             warnings=list(dict.fromkeys(warnings)),
             provider_details=details,
+            outcome=raw.outcome,
+            reason=truncate_reason(raw.reason),
+            usage=raw.usage,
         )
 
     def _returns_all_labels(self, raw: RawResult) -> bool:
         """Whether the answer is a full distribution (so its sum should be 1); adapters may refine."""
         return not raw.details.get("truncated_labels", False)
+
+
+def _rebuild(
+    cls: type[Classifier],
+    name: str,
+    settings: AdapterSettings,
+    taxonomy: Taxonomy,
+    retry_policy: RetryPolicy,
+    state: dict[str, Any],
+) -> Classifier:
+    """Unpickle an adapter: built from its settings alone, then given back its standing warnings."""
+    classifier = cls(name, settings, taxonomy=taxonomy, retry_policy=retry_policy)
+    classifier.standing_warnings = list(state.get("standing_warnings", []))
+    return classifier
 
 
 def _clamp(score: float) -> float:

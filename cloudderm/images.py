@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cloudderm.core import ImageContext
 from cloudderm.errors import InvalidImageError
 
 if TYPE_CHECKING:
@@ -41,6 +42,11 @@ class PreparedImage:
     height: int
     sha256: str
     source: str
+    context: ImageContext | None = field(default=None, compare=False)  # not part of the image's identity
+
+    def with_context(self, context: ImageContext | None) -> PreparedImage:
+        """The same bytes carrying ``context`` (the patient/lesion facts adapters may read)."""
+        return self if context is self.context else replace(self, context=context)
 
     @property
     def size_bytes(self) -> int:
@@ -77,7 +83,14 @@ def prepare(
     if isinstance(image, PreparedImage):
         if _fits(image, max_bytes, max_side):
             return image
-        image, source = image.data, source or image.source
+        refitted = prepare(
+            image.data,
+            max_bytes=max_bytes,
+            max_side=max_side,
+            max_pixels=max_pixels,
+            source=source or image.source,
+        )
+        return refitted.with_context(image.context)
     name = source or _describe(image)
     pil, fmt = _open(image, name, max_pixels, draft_side=max_side)
     try:

@@ -4,6 +4,10 @@ Scores are kept exactly as the provider gave them (its own label text, 0..1); th
 triage bucket are added by the taxonomy so answers from different vendors can be compared. ``cost_usd``
 is ``None`` when unknown — never a guess — and ``warnings`` carries anything a reader must see beside the
 numbers (out-of-domain model, intended-use prohibition, scores not normalised).
+
+``outcome`` says whether the model answered at all: a generative model may abstain (a refusal is never a
+label) or answer something that cannot be parsed; such a prediction may have no labels, no canonical code
+and no out-of-domain warning, and ``reason`` says why. Classifiers always answer.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["LabelScore", "Prediction", "Triage"]
+from cloudderm.core import Outcome, Usage
+
+__all__ = ["LabelScore", "Outcome", "Prediction", "Triage", "Usage"]
 
 Triage = Literal["benign", "concerning"]
 
@@ -43,6 +49,9 @@ class Prediction(BaseModel):
     request_id: str | None = None
     warnings: list[str] = Field(default_factory=list)
     provider_details: dict[str, Any] = Field(default_factory=dict)
+    outcome: Outcome = "answered"
+    reason: str | None = None
+    usage: Usage | None = None
 
     @field_validator("labels")
     @classmethod
@@ -51,13 +60,18 @@ class Prediction(BaseModel):
         return sorted(labels, key=lambda ls: ls.score, reverse=True)
 
     @property
-    def top(self) -> LabelScore:
-        """The highest-scoring label."""
-        if not self.labels:
-            raise ValueError(f"prediction from {self.provider!r} has no labels")
-        return self.labels[0]
+    def answered(self) -> bool:
+        return self.outcome == "answered"
+
+    @property
+    def top(self) -> LabelScore | None:
+        """The highest-scoring label, or None when there is none (an abstention, an unparseable answer)."""
+        return self.labels[0] if self.labels else None
 
     def __str__(self) -> str:
         top = self.top
+        if top is None:
+            why = f": {self.reason}" if self.reason else ""
+            return f"{self.provider}: {self.outcome}{why} ({self.latency_ms:.0f} ms)"
         code = f" [{self.canonical}]" if self.canonical else ""
         return f"{self.provider}: {top.label}{code} {top.score:.3f} ({self.latency_ms:.0f} ms)"

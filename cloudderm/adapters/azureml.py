@@ -35,6 +35,7 @@ from cloudderm.adapters._azureml_wire import (
 )
 from cloudderm.adapters._net import is_loopback
 from cloudderm.classifier import AdapterSettings, Classifier, ImageLimits, RawResult
+from cloudderm.core import PriceQuery
 from cloudderm.errors import (
     ConfigError,
     MissingDependencyError,
@@ -58,6 +59,9 @@ class AzureMLSettings(AdapterSettings):
 
     adapter: str = "azureml"
     scoring_uri: str | None = None
+    # Loopback override (emulators, proxies): requests go to this scheme://host:port, keeping the scoring
+    # URI's path (``/score`` when there is none); it may stand in for ``scoring_uri`` entirely.
+    endpoint_url: str | None = None
     auth: Literal["key", "entra"] = "key"
     api_key: SecretStr | None = None
     deployment: str | None = None
@@ -88,6 +92,7 @@ class AzureMLClassifier(Classifier):
     """
 
     adapter = "azureml"
+    vendor = "azure"
     Settings = AzureMLSettings
 
     def __init__(
@@ -111,7 +116,7 @@ class AzureMLClassifier(Classifier):
         self._lock = threading.Lock()
         self._pipeline: Any = None
         self._pipeline_transport: Any = None
-        self._scoring_uri = settings.scoring_uri
+        self._scoring_uri = _with_endpoint_url(settings.scoring_uri, settings.endpoint_url)
         # Only as SecretStr: vars(clf), reprs and tracebacks show ********** instead of a key.
         self._secrets: list[SecretStr] = [settings.api_key] if settings.api_key else []
 
@@ -122,24 +127,14 @@ class AzureMLClassifier(Classifier):
     def _validate(self) -> None:
         s = self.azure
         discovery = [f for f in DISCOVERY_FIELDS if getattr(s, f)]
-        if s.scoring_uri is None and len(discovery) < len(DISCOVERY_FIELDS):
+        if s.scoring_uri is None and s.endpoint_url is None and len(discovery) < len(DISCOVERY_FIELDS):
             raise self._fail(
                 "set scoring_uri, or all of subscription_id, resource_group, workspace and endpoint_name "
                 'to discover it (pip install "cloudderm[azure-ml]")',
                 "scoring_uri",
             )
-        if s.scoring_uri is not None:
-            parsed = urlparse(s.scoring_uri)
-            host = parsed.hostname or ""
-            secure = parsed.scheme == "https" or (parsed.scheme == "http" and is_loopback(host))
-            if not host or not secure:
-                raise self._fail(
-                    "must be an https:// URL (plain http only for a loopback emulator), e.g. "
-                    "https://<endpoint>.<region>.inference.ml.azure.com/score",
-                    "scoring_uri",
-                )
-            if s.auth == "entra" and parsed.scheme != "https":
-                raise self._fail("Entra tokens are only sent over https", "scoring_uri")
+        for field_name in ("scoring_uri", "endpoint_url"):
+            self._check_url(getattr(s, field_name), field_name)
         if s.auth == "key" and s.api_key is None and len(discovery) < len(DISCOVERY_FIELDS):
             raise self._fail(
                 "auth is 'key' but no api_key is set (use api_key: ${AZUREML_API_KEY}, or discovery fields "
@@ -148,6 +143,21 @@ class AzureMLClassifier(Classifier):
             )
         if s.auth == "entra" and s.api_key is not None:
             raise self._fail("api_key is set but auth is 'entra'; remove one of them", "api_key")
+
+    def _check_url(self, url: str | None, field_name: str) -> None:
+        s = self.settings
+        if url is not None:
+            parsed = urlparse(url)
+            host = parsed.hostname or ""
+            secure = parsed.scheme == "https" or (parsed.scheme == "http" and is_loopback(host))
+            if not host or not secure:
+                raise self._fail(
+                    "must be an https:// URL (plain http only for a loopback emulator), e.g. "
+                    "https://<endpoint>.<region>.inference.ml.azure.com/score",
+                    field_name,
+                )
+            if s.auth == "entra" and parsed.scheme != "https":
+                raise self._fail("Entra tokens are only sent over https", field_name)
 
     # ---- identity ---------------------------------------------------------------------------------
     @property
@@ -162,6 +172,17 @@ class AzureMLClassifier(Classifier):
     def region(self) -> str | None:
         """The configured region, else the one in the scoring URI host (``<ep>.<region>.inference...``)."""
         return self.azure.region or (region_from_uri(self._scoring_uri) if self._scoring_uri else None)
+
+    def price_query(self) -> PriceQuery:
+        s = self.settings
+        return PriceQuery(
+            label="Azure ML online endpoint",
+            service="azureml-managed-online-endpoint",
+            sku=s.instance_type,
+            sku_required=True,
+            region=s.region,
+            count=s.instance_count,
+        )
 
     def service_facts(self) -> ServiceFacts:
         return ServiceFacts(
@@ -252,7 +273,8 @@ class AzureMLClassifier(Classifier):
                 s = self.azure
                 key = s.api_key.get_secret_value() if s.api_key else None
                 if self._scoring_uri is None or (s.auth == "key" and key is None):
-                    self._scoring_uri, key = self._discover()
+                    discovered, key = self._discover()
+                    self._scoring_uri = _with_endpoint_url(discovered, s.endpoint_url)
                     if key:
                         self._secrets.append(SecretStr(key))
                 try:
@@ -385,3 +407,14 @@ class AzureMLClassifier(Classifier):
             if self._owns_credential and hasattr(self._credential, "close"):
                 self._credential.close()
                 self._credential, self._owns_credential = None, False
+
+
+def _with_endpoint_url(scoring_uri: str | None, endpoint_url: str | None) -> str | None:
+    """The URI requests go to: ``endpoint_url``'s scheme and host with the scoring URI's path."""
+    if endpoint_url is None:
+        return scoring_uri
+    base = urlparse(endpoint_url)
+    path = (urlparse(scoring_uri).path if scoring_uri else "") or base.path or "/score"
+    if path in ("", "/"):
+        path = "/score"
+    return f"{base.scheme}://{base.netloc}{path}"

@@ -112,6 +112,7 @@ class AzureMLOnnxClassifier(Classifier):
     """Score images with an exported AutoML ONNX model; several images per ``session.run``."""
 
     adapter = "azureml-onnx"
+    vendor = "local"
     Settings = AzureMLOnnxSettings
 
     def __init__(self, name: str, settings: AzureMLOnnxSettings, **kwargs: Any) -> None:

@@ -93,6 +93,7 @@ class HuggingFaceClassifier(Classifier):
     """Classify with a local transformers image-classification model (PyTorch or ONNX Runtime)."""
 
     adapter = "huggingface"
+    vendor = "local"
     Settings = HuggingFaceSettings
 
     def __init__(self, name: str, settings: AdapterSettings, **kwargs: Any) -> None:

@@ -30,6 +30,7 @@ from cloudderm.adapters.sagemaker_formats import (
     encode_request,
 )
 from cloudderm.classifier import AdapterSettings, Classifier, ImageLimits, RawResult
+from cloudderm.core import PriceQuery
 from cloudderm.errors import (
     CloudDermError,
     ConfigError,
@@ -122,6 +123,7 @@ class SageMakerClassifier(Classifier):
     """Classify images with a model behind a SageMaker real-time endpoint (one image per InvokeEndpoint)."""
 
     adapter = "sagemaker"
+    vendor = "aws"
     Settings = SageMakerSettings
 
     def __init__(self, name: str, settings: SageMakerSettings, **kwargs: Any) -> None:
@@ -165,6 +167,17 @@ class SageMakerClassifier(Classifier):
 
     def model_facts(self) -> ModelFacts:
         return self._model_facts
+
+    def price_query(self) -> PriceQuery:
+        s = self.settings
+        return PriceQuery(
+            label="SageMaker real-time inference",
+            service="sagemaker-realtime-inference",
+            sku=s.instance_type,
+            sku_required=True,
+            region=s.region,
+            count=s.instance_count,
+        )
 
     def image_limits(self) -> ImageLimits:
         return ImageLimits(max_bytes=MAX_PAYLOAD_BYTES)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -33,6 +34,7 @@ from cloudderm.adapters.vertex_codec import (
     response_to_payload,
 )
 from cloudderm.classifier import AdapterSettings, Classifier, ImageLimits, RawResult
+from cloudderm.core import PriceQuery
 from cloudderm.errors import (
     CloudDermError,
     ConfigError,
@@ -74,7 +76,8 @@ class VertexSettings(AdapterSettings):
     project: str
     location: str
     endpoint_id: str
-    api_endpoint: str | None = None
+    # Loopback override (emulators, private or dedicated endpoints); ``api_endpoint`` is its deprecated name.
+    endpoint_url: str | None = None
     anonymous: bool = False
     response_format: Literal["automl", "custom"] = "automl"
     confidence_threshold: float = Field(default=0.0, ge=0.0, le=1.0)
@@ -105,9 +108,30 @@ class VertexSettings(AdapterSettings):
             raise ValueError(f"{value!r} is not a Google Cloud location such as europe-west2")
         return value
 
-    @field_validator("api_endpoint")
+    @model_validator(mode="before")
     @classmethod
-    def _api_endpoint(cls, value: str | None) -> str | None:
+    def _deprecated_api_endpoint(cls, data: Any) -> Any:
+        """``api_endpoint`` (the old name) still works, with a DeprecationWarning; giving both is an error."""
+        if isinstance(data, dict) and "api_endpoint" in data:
+            data = dict(data)
+            if data.get("endpoint_url") is not None:
+                raise ValueError("give endpoint_url only (api_endpoint is its deprecated old name)")
+            warnings.warn(
+                "vertex setting api_endpoint is deprecated: rename it to endpoint_url",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            data["endpoint_url"] = data.pop("api_endpoint")
+        return data
+
+    @property
+    def api_endpoint(self) -> str | None:
+        """Deprecated name of ``endpoint_url``."""
+        return self.endpoint_url
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
         text = value.strip().rstrip("/")
@@ -134,6 +158,7 @@ class VertexClassifier(Classifier):
     """Classify images through a Vertex AI endpoint's ``predict`` method over the REST transport."""
 
     adapter = "vertex"
+    vendor = "gcp"
     Settings = VertexSettings
 
     def __init__(self, name: str, settings: VertexSettings, **kwargs: Any) -> None:
@@ -183,6 +208,19 @@ class VertexClassifier(Classifier):
 
     def model_facts(self) -> ModelFacts:
         return self._model_facts
+
+    def price_query(self) -> PriceQuery:
+        s = self.settings
+        automl = ("gcp-vertex-automl-image-classification-online",) if s.response_format == "automl" else ()
+        return PriceQuery(
+            label="a Vertex AI custom-model endpoint",
+            service="vertex-custom-prediction",
+            sku=s.machine_type,
+            sku_field="machine_type",
+            region=s.location,
+            count=s.node_count,
+            entry_ids=automl,
+        )
 
     def image_limits(self) -> ImageLimits:
         return ImageLimits(max_bytes=self.budget.max_image_bytes())
@@ -393,8 +431,8 @@ def _request_parameters(settings: VertexSettings) -> dict[str, Any] | None:
 
 def _api_host(settings: VertexSettings) -> str:
     """The regional service endpoint unless overridden (emulators, private or dedicated endpoints)."""
-    if settings.api_endpoint:
-        return settings.api_endpoint
+    if settings.endpoint_url:
+        return settings.endpoint_url
     if settings.location == "global":
         return "aiplatform.googleapis.com"
     return f"{settings.location}-aiplatform.googleapis.com"

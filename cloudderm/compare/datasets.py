@@ -30,6 +30,7 @@ from cloudderm.compare.labels import (
     map_label,
     read_labels_csv,
 )
+from cloudderm.core import ImageContext
 from cloudderm.taxonomy import HAM10000, Taxonomy
 
 __all__ = [
@@ -59,6 +60,11 @@ class DatasetItem:
 
     def load(self) -> Any:
         return self.loader()
+
+    @property
+    def context(self) -> ImageContext | None:
+        """The patient/lesion context in this row's columns (age, sex/gender, site/localization/region)."""
+        return ImageContext.from_metadata(self.metadata)
 
 
 class Dataset:

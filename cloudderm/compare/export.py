@@ -40,6 +40,9 @@ PREDICTION_KEYS = (
     "error_type",
     "attempts",
     "metadata",
+    "outcome",
+    "reason",
+    "usage",
 )
 
 
@@ -73,7 +76,8 @@ def _line(item: dict[str, Any], provider: str, answer: dict[str, Any] | None, ta
         answer = {"status": "skipped", "error": "no answer recorded (the run was interrupted)", "attempts": 0}
     labels = answer.get("labels") or []
     canonical = triage = None
-    if answer.get("status") == "ok" and labels:
+    outcome = (answer.get("outcome") or "answered") if answer.get("status") == "ok" else None
+    if outcome == "answered" and labels:
         canonical = taxonomy.canonical(labels[0]["label"])
         triage = taxonomy.triage(canonical)
     return {
@@ -95,4 +99,7 @@ def _line(item: dict[str, Any], provider: str, answer: dict[str, Any] | None, ta
         "error_type": answer.get("error_type"),
         "attempts": answer.get("attempts", 0),
         "metadata": item["metadata"],
+        "outcome": outcome,
+        "reason": answer.get("reason"),
+        "usage": answer.get("usage"),
     }

@@ -112,4 +112,7 @@ def ok_record(prediction: Prediction) -> dict[str, Any]:
         "error": None,
         "error_type": None,
         "details": prediction.provider_details,
+        "outcome": prediction.outcome,
+        "reason": prediction.reason,
+        "usage": prediction.usage.as_dict() if prediction.usage is not None else None,
     }

@@ -262,9 +262,10 @@ class Runner:
 
     def _load_and_prepare(self, item: DatasetItem) -> PreparedImage:
         source = self._load(item)
-        return prepare(
+        image = prepare(
             source, max_bytes=self.limits.max_bytes, max_side=self.limits.max_side, source=item.key
         )
+        return image.with_context(item.context)  # the row's age/sex/site reach the adapters as image.context
 
     @staticmethod
     def _load(item: DatasetItem) -> Any:

@@ -101,6 +101,9 @@ class Accumulator:
     skip_reasons: Counter = field(default_factory=Counter)
     warnings: Counter = field(default_factory=Counter)
     models: Counter = field(default_factory=Counter)
+    outcomes: Counter = field(
+        default_factory=Counter
+    )  # answered / abstained / unparseable, of the ok answers
 
 
 class PredictionStream:
@@ -140,6 +143,7 @@ class PredictionStream:
             acc.error_types[str(rec.get("error_type") or "error")] += 1
             return
         acc.ok += 1
+        acc.outcomes[str(rec.get("outcome") or "answered")] += 1
         acc.warnings.update({str(w) for w in rec.get("warnings") or []})
         labels = rec.get("labels") or []
         acc.image.append(self.images[key])

@@ -19,6 +19,7 @@ import numpy as np
 
 from cloudderm.compare import metrics as m
 from cloudderm.compare.stream import MISSING_VALUE, Accumulator, PredictionStream, image_key, iter_records
+from cloudderm.core import OUTCOMES
 from cloudderm.prediction import NOT_A_DIAGNOSIS
 from cloudderm.taxonomy import Taxonomy
 
@@ -165,7 +166,8 @@ class _Context:
             "skipped": acc.skipped,
             "n_scored": int(t.size),
             **self._classification(t, p, conf[scored]),
-            "out_of_domain_rate": float(np.mean(pred == m.OOD)) if pred.size else None,
+            "out_of_domain_rate": _ood_answers(pred, acc) / pred.size if pred.size else None,
+            "outcomes": {o: int(acc.outcomes.get(o, 0)) for o in OUTCOMES},
             "latency_ms": m.latency_percentiles(np.frombuffer(acc.latency, dtype=float)),
             "cost_usd": m.cost_summary(np.frombuffer(acc.cost, dtype=float)),
             "error_types": dict(acc.error_types.most_common()),
@@ -275,7 +277,13 @@ class _Context:
         if acc.skipped:
             reasons = ", ".join(f"{k} x{c}" for k, c in acc.skip_reasons.most_common(3))
             out.append(f"{acc.skipped} of {acc.n} images were skipped ({reasons})")
-        ood = int(np.sum(np.frombuffer(acc.pred, dtype=np.int8) == m.OOD))
+        ood = _ood_answers(np.frombuffer(acc.pred, dtype=np.int8), acc)
+        unanswered = acc.ok - acc.outcomes.get("answered", acc.ok)
+        if unanswered:
+            kinds = ", ".join(f"{k} x{c}" for k, c in acc.outcomes.items() if k != "answered" and c)
+            out.append(
+                f"{unanswered} of {acc.ok} answers gave no usable label ({kinds}); they count as wrong"
+            )
         if ood:
             out.append(
                 f"{ood} of {acc.ok} answers were outside the {self.taxonomy.name} taxonomy (out-of-domain)"
@@ -308,6 +316,12 @@ class _Context:
                 "kappa": m.cohen_kappa(x, y),
             }
         return out
+
+
+def _ood_answers(pred: np.ndarray, acc: Accumulator) -> int:
+    """Answers outside the taxonomy; abstentions and unparseable answers have no label, so are not OOD."""
+    unanswered = acc.ok - acc.outcomes.get("answered", acc.ok)
+    return int(np.sum(pred == m.OOD)) - unanswered
 
 
 def _gaps(subgroups: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, dict]:

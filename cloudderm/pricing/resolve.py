@@ -1,20 +1,21 @@
 """Which price applies to a configured provider: the user's override, else the catalog, else unknown.
 
-Adapters are never imported here: settings are read by name with ``getattr`` (the names are a contract in
-HELPERS.md: ``instance_type``/``instance_count``/``region`` for SageMaker and Azure ML,
-``machine_type``/``node_count``/``location``/``response_format`` for Vertex AI). A provider whose price
-cannot be sourced resolves to no model plus a sentence saying why and how to fix it, so the cost table
-can print "unknown" with a reason instead of a number nobody can defend.
+Pricing knows no adapter: each adapter declares ``vendor`` and answers ``price_query()`` with a
+:class:`cloudderm.core.PriceQuery` (catalog entries, service, SKU, region, instance count). A provider
+whose price cannot be sourced resolves to no model plus a sentence saying why and how to fix it, so the
+cost table can print "unknown" with a reason instead of a number nobody can defend.
+See docs/architecture.md ("who owns which fact").
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cloudderm.core import PriceQuery
 from cloudderm.errors import ConfigError
 from cloudderm.pricing.catalog import Catalog, PriceEntry, Tier, load_catalog
 from cloudderm.pricing.models import AlwaysOnPricing, LocalPricing, PerCallPricing
@@ -23,21 +24,7 @@ if TYPE_CHECKING:
     from cloudderm.classifier import AdapterSettings, Classifier
     from cloudderm.pricing import PricingModel
 
-__all__ = ["ADAPTER_VENDORS", "PricingOverride", "PricingTarget", "Resolution", "resolve"]
-
-ADAPTER_VENDORS: Mapping[str, str] = {
-    "sagemaker": "aws",
-    "azureml": "azure",
-    "vertex": "gcp",
-    "huggingface": "local",
-    "azureml-onnx": "local",
-    "fake": "local",
-}
-
-_SAGEMAKER_SERVICE = "sagemaker-realtime-inference"
-_AZUREML_SERVICE = "azureml-managed-online-endpoint"
-_VERTEX_CUSTOM_SERVICE = "vertex-custom-prediction"
-_VERTEX_AUTOML_ONLINE = "gcp-vertex-automl-image-classification-online"
+__all__ = ["PricingOverride", "PricingTarget", "Resolution", "resolve"]
 
 
 class PricingOverride(BaseModel):
@@ -68,38 +55,42 @@ class PricingOverride(BaseModel):
 
 @dataclass(frozen=True)
 class PricingTarget:
-    """What pricing needs to know about one configured provider (no adapter import needed)."""
+    """What pricing needs to know about one configured provider: its name, settings, vendor and query."""
 
     name: str
     adapter: str
     settings: Any
     vendor: str | None
-    pricing_sku: str | None = None  # a catalog entry id an adapter declares for its per-call service
+    query: PriceQuery = field(default_factory=PriceQuery)
 
     @classmethod
     def of(cls, classifier: Classifier) -> PricingTarget:
-        """From a built classifier: its vendor comes from its own service facts."""
+        """From a built classifier: its declared vendor and price query."""
         return cls(
             name=classifier.name,
             adapter=classifier.adapter,
             settings=classifier.settings,
-            vendor=classifier.service_facts().vendor,
-            pricing_sku=getattr(classifier, "pricing_sku", None),
+            vendor=type(classifier).vendor,
+            query=classifier.price_query(),
         )
 
     @classmethod
     def from_settings(cls, name: str, settings: AdapterSettings) -> PricingTarget:
-        """From config settings alone; the vendor is inferred from the adapter's registered name."""
+        """From config settings alone: the adapter class is imported (never its SDK) but not built.
+
+        ``price_query`` reads only ``name`` and ``settings`` by contract, so it is asked on a bare instance.
+        """
         from cloudderm.registry import resolve_adapter
 
-        adapter_cls = resolve_adapter(settings.adapter)  # imports the adapter module, never its SDK
-        adapter = getattr(adapter_cls, "adapter", settings.adapter)
+        adapter_cls = resolve_adapter(settings.adapter)
+        bare = adapter_cls.__new__(adapter_cls)
+        bare.name, bare.settings = name, settings
         return cls(
             name=name,
-            adapter=adapter,
+            adapter=getattr(adapter_cls, "adapter", settings.adapter),
             settings=settings,
-            vendor=ADAPTER_VENDORS.get(adapter),
-            pricing_sku=getattr(adapter_cls, "pricing_sku", None),
+            vendor=adapter_cls.vendor,
+            query=adapter_cls.price_query(bare),
         )
 
 
@@ -132,8 +123,8 @@ def resolve(target: PricingTarget, catalog: Catalog | None = None) -> Resolution
     override = parse_override(target.name, getattr(target.settings, "pricing", None))
     if override is not None and override.catalog_id is None:
         return Resolution(_from_override(target, override), catalog_as_of=as_of)
-    entry_id = override.catalog_id if override is not None else target.pricing_sku
-    if entry_id is not None:
+    if override is not None and override.catalog_id is not None:
+        entry_id = override.catalog_id
         entry = catalog.get(entry_id)
         if entry is None:
             raise ConfigError(
@@ -151,13 +142,12 @@ def _count(target: PricingTarget) -> int:
     override = parse_override(target.name, getattr(settings, "pricing", None))
     if override is not None and override.instance_count is not None:
         return override.instance_count
-    value = getattr(settings, "node_count" if target.adapter == "vertex" else "instance_count", None)
-    return 1 if value is None else int(value)
+    return max(1, int(target.query.count))
 
 
 def _from_override(target: PricingTarget, override: PricingOverride) -> PricingModel:
     notes = [f"override note: {override.note}"] if override.note else []
-    local = target.vendor == "local"
+    local = target.vendor == "local" or target.query.local
     if override.hourly_usd is not None:
         unit = "machine" if local else _unit_label(target)
         return AlwaysOnPricing(
@@ -217,47 +207,32 @@ def _from_entry(target: PricingTarget, entry: PriceEntry, count: int) -> Pricing
 
 
 def _unit_label(target: PricingTarget) -> str:
-    sku = getattr(target.settings, "instance_type", None) or getattr(target.settings, "machine_type", None)
+    sku = target.query.sku
     return f"{sku} instance" if sku else "instance"
 
 
 def _from_catalog(target: PricingTarget, catalog: Catalog) -> tuple[PricingModel | None, str | None]:
-    settings = target.settings
+    query = target.query
     fix = f"set providers.{target.name}.pricing.hourly_usd"
-    if target.adapter in ("sagemaker", "azureml"):
-        label = (
-            "SageMaker real-time inference" if target.adapter == "sagemaker" else "Azure ML online endpoint"
-        )
-        service = _SAGEMAKER_SERVICE if target.adapter == "sagemaker" else _AZUREML_SERVICE
-        sku = getattr(settings, "instance_type", None)
-        region = getattr(settings, "region", None)
-        if not sku:
-            return (
-                None,
-                f"{label}: instance_type is not set, so the instance price is unknown; set it or {fix}",
-            )
-        entry = catalog.find(service, sku=sku, region=region)
-        if entry is None:
-            where = f" in {region}" if region else ""
-            return None, (
-                f"no sourced price for {label} {sku}{where} in the catalog (as of {catalog.as_of}); {fix}"
-            )
-        return _from_entry(target, entry, _count(target)), None
-    if target.adapter == "vertex":
-        if getattr(settings, "response_format", "automl") == "automl":
-            entry = catalog.get(_VERTEX_AUTOML_ONLINE)
-            if entry is not None:
-                return _from_entry(target, entry, _count(target)), None
-        machine = getattr(settings, "machine_type", None)
-        entry = catalog.find(_VERTEX_CUSTOM_SERVICE, sku=machine, region=getattr(settings, "location", None))
+    for entry_id in query.entry_ids:
+        entry = catalog.get(entry_id)
         if entry is not None:
             return _from_entry(target, entry, _count(target)), None
+    if query.service is not None:
+        if query.sku is None and query.sku_required:
+            return None, (
+                f"{query.label}: {query.sku_field} is not set, so the instance price is unknown; "
+                f"set it or {fix}"
+            )
+        entry = catalog.find(query.service, sku=query.sku, region=query.region)
+        if entry is not None:
+            return _from_entry(target, entry, _count(target)), None
+        where = f" in {query.region}" if query.region else ""
         return None, (
-            "no sourced price for a Vertex AI custom-model endpoint on "
-            f"{machine or 'an unstated machine_type'} "
+            f"no sourced price for {query.label} on {query.sku or f'an unstated {query.sku_field}'}{where} "
             f"in the catalog (as of {catalog.as_of}); {fix}"
         )
-    if target.vendor == "local" or target.adapter in ("huggingface", "azureml-onnx"):
+    if query.local or target.vendor == "local":
         return LocalPricing(target.name), None
     return None, (
         f"no catalog price for adapter {target.adapter!r} (vendor {target.vendor or 'unknown'}); set "

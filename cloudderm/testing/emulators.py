@@ -213,7 +213,7 @@ class Emulator:
             "project": self.vertex_project,
             "location": self.vertex_location,
             "endpoint_id": name,
-            "api_endpoint": self.vertex_api_endpoint,
+            "endpoint_url": self.vertex_api_endpoint,
             "anonymous": True,
         }
 

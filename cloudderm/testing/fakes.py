@@ -9,6 +9,7 @@ pretends to be a model, its service facts say "fake", and its model facts say so
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from collections import Counter
@@ -17,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pydantic import Field
 
 from cloudderm.classifier import AdapterSettings, Classifier, ImageLimits, RawResult
+from cloudderm.core import ImageContext
 from cloudderm.errors import ProviderError
 from cloudderm.governance.card import ModelFacts, ServiceFacts
 from cloudderm.images import PreparedImage
@@ -38,12 +40,14 @@ class FakeSettings(AdapterSettings):
     max_bytes: int | None = None
     seed: str = ""
     call_log: str | None = None  # file that gets one line per image sent, so other processes can count calls
+    context_log: str | None = None  # file that gets one JSON line per image: its sha256 and the context sent
 
 
 class FakeClassifier(Classifier):
     """Deterministic scores from the image hash; optional scripted faults per call."""
 
     adapter = "fake"
+    vendor = "local"
     Settings = FakeSettings
 
     def __init__(self, name: str, settings: FakeSettings | None = None, **kwargs) -> None:
@@ -53,6 +57,7 @@ class FakeClassifier(Classifier):
         self.max_batch_size = settings.batch_size
         self.calls: list[list[str]] = []
         self.per_image: Counter[str] = Counter()
+        self.contexts: dict[str, ImageContext | None] = {}  # image sha256 -> the context it arrived with
         self.in_flight = 0
         self.max_in_flight = 0
         self.fault: Callable[[PreparedImage, int], ProviderError | None] | None = None
@@ -98,6 +103,20 @@ class FakeClassifier(Classifier):
             for img in images:
                 self.per_image[img.sha256] += 1
                 attempts.append(self.per_image[img.sha256])
+                self.contexts[img.sha256] = img.context
+            if self.fake_settings.context_log:
+                with open(self.fake_settings.context_log, "a", encoding="utf-8") as log:
+                    log.writelines(
+                        json.dumps(
+                            {
+                                "provider": self.name,
+                                "sha256": img.sha256,
+                                "context": img.context.as_dict() if img.context else None,
+                            }
+                        )
+                        + "\n"
+                        for img in images
+                    )
             if self.fake_settings.call_log:
                 with open(self.fake_settings.call_log, "a", encoding="utf-8") as log:
                     log.writelines(f"{self.name} {img.sha256}\n" for img in images)

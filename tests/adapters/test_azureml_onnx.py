@@ -360,3 +360,16 @@ def test_real_lesion_photos_batch_like_singles(exported, shared_data):
         assert {ls.label: ls.score for ls in prediction.labels} == pytest.approx(
             {ls.label: ls.score for ls in single.labels}, abs=1e-5
         )
+
+
+def test_pickles_before_and_after_warm_up_and_answers_the_same(exported, sample_images):
+    import pickle
+
+    _, folder = exported
+    clf = make(folder)
+    assert pickle.loads(pickle.dumps(clf)).model_id == clf.model_id
+    clf.warm_up()
+    first = clf.classify(sample_images[0])
+    again = pickle.loads(pickle.dumps(clf)).classify(sample_images[0])
+    assert [ls.label for ls in again.labels] == [ls.label for ls in first.labels]
+    assert [ls.score for ls in again.labels] == pytest.approx([ls.score for ls in first.labels], abs=1e-6)

@@ -525,3 +525,15 @@ def test_settings_class_is_registered() -> None:
 
     assert resolve_adapter("huggingface") is HuggingFaceClassifier
     assert HuggingFaceClassifier.Settings is HuggingFaceSettings
+
+
+def test_pickles_before_and_after_warm_up_and_answers_the_same(models) -> None:
+    """Process pools and Ray ship adapters to workers: rebuilt from settings, the model loads again lazily."""
+    import pickle
+
+    classifier = load(models["vit"])
+    assert pickle.loads(pickle.dumps(classifier)).model_id == classifier.model_id
+    classifier.warm_up()
+    first = classifier.classify(images(1)[0])
+    copy = pickle.loads(pickle.dumps(classifier))
+    assert by_label(copy.classify(images(1)[0])) == pytest.approx(by_label(first), abs=1e-6)

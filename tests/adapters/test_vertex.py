@@ -496,7 +496,7 @@ def test_plain_http_loopback_endpoint_works(sample_images) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-        with VertexClassifier("vertex-emulator", settings(api_endpoint=endpoint)) as clf:
+        with VertexClassifier("vertex-emulator", settings(endpoint_url=endpoint)) as clf:
             predictions = clf.classify_batch(sample_images)
             assert clf.service_facts().data_leaves_machine is False
     finally:
@@ -506,12 +506,12 @@ def test_plain_http_loopback_endpoint_works(sample_images) -> None:
     assert seen == [f"/v1/{RESOURCE}:predict?%24alt=json%3Benum-encoding%3Dint"]
 
 
-def test_api_endpoint_override_is_used(sample_images) -> None:
+def test_endpoint_url_override_is_used(sample_images) -> None:
     fake = FakePredictService()
     url = f"https://private.example.internal:8443/v1/{RESOURCE}:predict"
     with responses.RequestsMock() as mock:
         mock.add_callback(responses.POST, url, callback=fake, match=[matchers.query_param_matcher(ALT_QUERY)])
-        with VertexClassifier("v", settings(api_endpoint="private.example.internal:8443/")) as clf:
+        with VertexClassifier("v", settings(endpoint_url="private.example.internal:8443/")) as clf:
             clf.classify(sample_images[0])
     assert fake.urls[0].startswith(url)
 
@@ -561,8 +561,8 @@ def test_config_file_round_trip_and_validation() -> None:
     bad = [
         ({"instance_key": "image_bytes"}, "apply only with response_format: custom"),
         ({"response_format": "custom", "labels_field": None}, "needs labels"),
-        ({"api_endpoint": "http://127.0.0.1:8080/v1/projects"}, "without a path"),
-        ({"api_endpoint": "ftp://example.com"}, "without a path"),
+        ({"endpoint_url": "http://127.0.0.1:8080/v1/projects"}, "without a path"),
+        ({"endpoint_url": "ftp://example.com"}, "without a path"),
         ({"location": "Europe West 2"}, "location"),
         ({"endpoint_id": "projects/p/endpoints/1"}, "bare id"),
         ({"confidence_threshold": 1.5}, "confidence_threshold"),

@@ -29,6 +29,7 @@ FAKE = "cloudderm.testing.fakes:FakeClassifier"
 KEYS = {
     "image", "sha256", "provider", "model", "status", "labels", "canonical", "triage", "truth", "truth_raw",
     "latency_ms", "cost_usd", "request_id", "warnings", "error", "error_type", "attempts", "metadata",
+    "outcome", "reason", "usage",
 }  # fmt: skip
 LAUNCH = (
     "import sys; from tests.stub_reports import install; install(); "

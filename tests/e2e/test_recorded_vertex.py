@@ -2,7 +2,7 @@
 
 The loopback server speaks the documented AutoML ``:predict`` protocol with scores derived from each
 image's hash, so replayed predictions can be checked against an independent expectation. The adapter runs
-with ``anonymous: true`` and ``api_endpoint`` pointing at the server; cassettes ignore the port, so the
+with ``anonymous: true`` and ``endpoint_url`` pointing at the server; cassettes ignore the port, so the
 replay uses a closed one.
 """
 
@@ -33,7 +33,7 @@ def classifier(endpoint: str) -> VertexClassifier:
         project="derm-proj",
         location="europe-west2",
         endpoint_id="1234567890",
-        api_endpoint=endpoint,
+        endpoint_url=endpoint,
         anonymous=True,
         labels=HAM_LABELS,
     )

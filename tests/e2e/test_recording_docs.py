@@ -73,7 +73,7 @@ def test_documented_record_and_replay_commands(tmp_path: Path) -> None:
         queue_sagemaker_results(aws, [JUMPSTART, JUMPSTART])
         providers["my-sagemaker"]["endpoint_url"] = aws
         providers["my-azure"]["scoring_uri"] = f"{azure.url}/score"
-        providers["my-vertex"]["api_endpoint"] = vertex.url
+        providers["my-vertex"]["endpoint_url"] = vertex.url
         (project / "cloudderm.yaml").write_text(yaml.safe_dump(config))
         secrets = {
             "AWS_ACCESS_KEY_ID": "AKIAZ7CANARY0000003Q",

@@ -3,13 +3,17 @@
 They carry the settings names the real adapters use (``instance_type``/``instance_count``/``region``,
 ``machine_type``/``node_count``/``location``/``response_format``) and report a cloud vendor, so pricing and
 governance see exactly what a real adapter would give them, with no SDK and no network. Config files name
-them as ``adapter: "tests.unit._govfakes:FakeVertex"``.
+them as ``adapter: "tests.unit._govfakes:FakeVertex"``. Each borrows the real adapter's ``price_query``, so
+pricing is tested against the very query the real adapter declares.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from cloudderm.adapters.azureml import AzureMLClassifier
+from cloudderm.adapters.sagemaker import SageMakerClassifier
+from cloudderm.adapters.vertex import VertexClassifier
 from cloudderm.governance.card import ModelFacts, ServiceFacts
 from cloudderm.testing.fakes import FakeClassifier, FakeSettings
 
@@ -57,18 +61,21 @@ class FakeSageMaker(_CloudFake):
     adapter = "sagemaker"
     vendor = "aws"
     service = "Amazon SageMaker real-time inference"
+    price_query = SageMakerClassifier.price_query
 
 
 class FakeAzureML(_CloudFake):
     adapter = "azureml"
     vendor = "azure"
     service = "Azure ML managed online endpoint"
+    price_query = AzureMLClassifier.price_query
 
 
 class FakeVertex(_CloudFake):
     adapter = "vertex"
     vendor = "gcp"
     service = "Vertex AI endpoint"
+    price_query = VertexClassifier.price_query
 
 
 class FakeLocalWithCard(FakeClassifier):

@@ -399,7 +399,7 @@ def test_config_snippets_name_the_running_emulator(emu: Emulator) -> None:
     assert "labels" not in emu.sagemaker_config("jsv")
     for probability_only in ("js", "bi"):
         assert emu.sagemaker_config(probability_only)["labels"] == HAM_CODES
-    assert providers["hf-vertex"]["api_endpoint"] == emu.base_url
+    assert providers["hf-vertex"]["endpoint_url"] == emu.base_url
     assert providers["hf-vertex"]["anonymous"] is True
     assert set(emu.fake_aws_env()) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"}
     with pytest.raises(KeyError, match="emulated: bi, hf, js, jsv"):
