@@ -228,7 +228,7 @@ def _summarise(
     from cloudderm.compare.summary import build_summary
     from cloudderm.governance.risk import risk_register
     from cloudderm.pricing import catalog_as_of
-    from cloudderm.pricing.section import DEFAULT_VOLUME, cost_section
+    from cloudderm.pricing.section import DEFAULT_VOLUME, attach_projections, cost_section
 
     providers: dict[str, dict] = {}
     for plan in plans:
@@ -255,7 +255,8 @@ def _summarise(
         pricing_as_of=catalog_as_of(),
     )
     summary["volume"] = {"images_per_month": volume or DEFAULT_VOLUME, "assumed": volume is None}
-    summary["cost"] = cost_section([p.classifier for p in plans], summary, volume or DEFAULT_VOLUME)
+    section = cost_section([p.classifier for p in plans], summary, volume or DEFAULT_VOLUME)
+    summary["cost"] = attach_projections(summary, section)  # figures: providers.*.cost_usd.projected
     summary["risks"] = risk_register(summary, summary.get("governance") or {}, policy)
     summary["run"] = {
         "out": str(out_dir),

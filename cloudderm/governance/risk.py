@@ -122,7 +122,8 @@ def _unknown_risks(
     name: str, card: Mapping[str, Any], entry: Mapping[str, Any], cost: Mapping[str, Any] | None, policy: dict
 ) -> list[dict]:
     out: list[dict] = []
-    if cost is not None and cost.get("monthly_usd") is None:
+    projected = (entry.get("cost_usd") or {}).get("projected") or {}
+    if cost is not None and projected.get("monthly", cost.get("monthly_usd")) is None:
         reason = (cost.get("assumptions") or ["no sourced price"])[0]
         out.append(
             _entry(

@@ -63,17 +63,21 @@ def _short(name: str, summary: Mapping[str, Any]) -> str:
 def accuracy_vs_cost(summary: Mapping[str, Any]) -> tuple[str | None, list[str]]:
     """Balanced accuracy against cost per 1,000 images; returns (image, providers left out and why).
 
-    The cost is the projection at the user's monthly volume when the summary has one (it includes the fixed
-    cost of always-on endpoints, which per-call costs miss); otherwise what this run's answers cost.
+    The cost is ``cost_usd.projected.per_1k``, the projection at the user's monthly volume (it includes the
+    fixed cost of always-on endpoints, which per-call costs miss), the figure the reports label
+    "projected"; without a projection, what this run's answers cost ("measured").
     """
     points, left_out = [], []
-    projections = summary.get("cost") if isinstance(summary.get("cost"), Mapping) else {}
     volume = dig(summary, "volume.images_per_month")
+    projections = False
     for name in provider_names(summary):
         p = summary["providers"][name]
-        projected = projections.get(name) if isinstance(projections.get(name), Mapping) else {}
         acc = p.get("balanced_accuracy")
-        cost = projected.get("per_1k_usd") if projected else dig(p, "cost_usd.per_1k")
+        cost = dig(p, "cost_usd.projected.per_1k")
+        if cost is not None:
+            projections = True
+        else:
+            cost = dig(p, "cost_usd.per_1k")
         if acc is None or cost is None:
             why = "no labelled answers" if acc is None else "cost unknown"
             left_out.append(f"{name} ({why})")
@@ -86,8 +90,8 @@ def accuracy_vs_cost(summary: Mapping[str, Any]) -> tuple[str | None, list[str]]
     for name, cost, acc in points:
         ax.scatter([cost], [acc * 100], s=50)
         ax.annotate(_short(name, summary), (cost, acc * 100), textcoords="offset points", xytext=(6, 4))
-    basis = f"at {int(volume):,} images/month" if projections and volume else "in this run"
-    ax.set_xlabel(f"cost per 1,000 images {basis} (USD)")
+    basis = f"projected at {int(volume):,} images/month" if projections and volume else "measured in this run"
+    ax.set_xlabel(f"cost per 1,000 images, {basis} (USD)")
     ax.set_ylabel("balanced accuracy (%)")
     ax.set_ylim(0, 105)
     ax.set_xlim(left=0, right=max(c for _, c, _ in points) * 1.25 or 1.0)

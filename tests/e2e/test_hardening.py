@@ -113,3 +113,26 @@ def test_azureml_keeps_secrets_only_as_secretstr() -> None:
         AzureMLClassifier.Settings(adapter="azureml", scoring_uri="http://127.0.0.1:9/score", api_key=CANARY),
     )
     assert CANARY not in repr(vars(clf))
+
+
+def test_one_cost_figure_per_meaning_and_cost_command_agrees(dataset: Path, tmp_path: Path, capsys) -> None:
+    """Item 5: measured per call vs projected at your volume, labelled; ``cloudderm cost`` agrees."""
+    config = tmp_path / "priced.yaml"
+    config.write_text(
+        f'providers:\n  ep: {{adapter: "{FAKE}", pricing: {{hourly_usd: 1.375}}}}\n'  # billed per hour
+    )
+    out = tmp_path / "out"
+    assert _compare(dataset, config, out) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    cost = summary["providers"]["ep"]["cost_usd"]
+    assert set(cost["projected"]) == {"per_1k", "monthly", "volume", "basis"}
+    assert cost["projected"]["per_1k"] == pytest.approx(100.375) and cost["projected"]["volume"] == 10_000
+    assert "1 × machine" in cost["projected"]["basis"]
+    assert "per_1k_usd" not in summary["cost"]["ep"], "the projection has one owner: cost_usd.projected"
+    capsys.readouterr()
+    assert main(["cost", "-c", str(config), "--json"]) == 0  # default volume: the one compare assumed
+    (estimate,) = json.loads(capsys.readouterr().out)
+    assert estimate["per_1k_usd"] == pytest.approx(cost["projected"]["per_1k"])
+    assert estimate["monthly_usd"] == pytest.approx(cost["projected"]["monthly"])
+    report = (out / "report.md").read_text()
+    assert "$/1k measured" in report and "$/1k projected" in report and "$100.38" in report

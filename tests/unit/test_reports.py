@@ -45,15 +45,15 @@ RISKS = [
         "mitigation": "ask",
     },
 ]
+ENDPOINT_BASIS = "always-on endpoint, 1 × ml.m5.xlarge instance"
 COST = {
     "pricing_as_of": "2025-01-15",
     "volume_per_month": 10_000,
     "providers": {
-        "A": {"kind": "local", "monthly_usd": 0.0, "per_1k_usd": 0.0, "assumptions": ["no hourly_usd set"]},
+        "A": {"kind": "local", "assumptions": ["no hourly_usd set"]},
         "B": {
-            "kind": "always-on endpoint",
-            "monthly_usd": 166.44,
-            "per_1k_usd": 16.64,
+            "kind": "always-on",
+            "utilisation": 7.010131199651918e-05,
             "assumptions": {"instance": "ml.m5.xlarge", "utilisation": "24x7"},
             "sources": ["https://aws.amazon.com/sagemaker/pricing/"],
         },
@@ -133,6 +133,16 @@ def _summary(jsonl: Path, providers: dict | None = None) -> dict:
     )
     s["risks"] = RISKS
     s["cost"] = COST
+    s["volume"] = {"images_per_month": 10_000, "assumed": True}
+    projected = {"A": (0.0, 0.0, "local model, machine not priced"), "B": (16.6375, 166.375, ENDPOINT_BASIS)}
+    for name, (per_1k, monthly, basis) in projected.items():
+        if name in s["providers"]:
+            s["providers"][name]["cost_usd"]["projected"] = {
+                "per_1k": per_1k,
+                "monthly": monthly,
+                "volume": 10_000,
+                "basis": basis,
+            }
     return s
 
 
@@ -187,7 +197,7 @@ def test_html_shows_disclaimer_cards_risks_cost_and_intended_use(run: tuple) -> 
         assert heading in text
     assert "general image classification" in text  # B's intended use, beside its numbers
     assert "as of 2025-01-10" in text  # dated fact on the card
-    assert "ml.m5.xlarge" in text and "pricing as of: 2025-01-15" in text
+    assert "ml.m5.xlarge" in text and "prices as of 2025-01-15" in text
     assert "Per-image disagreements" in text and "i5.jpg" in text
 
 
@@ -422,14 +432,16 @@ def test_accuracy_vs_cost_uses_the_monthly_projection_when_present() -> None:
 
     summary = {
         "providers": {
-            "endpoint": {"balanced_accuracy": 0.7, "cost_usd": {"total": None, "per_1k": None}},
+            "endpoint": {
+                "balanced_accuracy": 0.7,
+                "cost_usd": {"total": None, "per_1k": None, "projected": {"per_1k": 36.5}},
+            },
             "unpriced": {"balanced_accuracy": 0.6, "cost_usd": {"total": None, "per_1k": None}},
         },
-        "cost": {"endpoint": {"per_1k_usd": 36.5}, "unpriced": {"per_1k_usd": None}},
         "volume": {"images_per_month": 10000},
     }
     image, left_out = accuracy_vs_cost(summary)
     assert image is not None and image.startswith("data:image/")
     assert left_out == ["unpriced (cost unknown)"]
-    summary.pop("cost")
+    del summary["providers"]["endpoint"]["cost_usd"]["projected"]
     assert accuracy_vs_cost(summary) == (None, ["endpoint (cost unknown)", "unpriced (cost unknown)"])
