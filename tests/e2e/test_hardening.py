@@ -136,3 +136,31 @@ def test_one_cost_figure_per_meaning_and_cost_command_agrees(dataset: Path, tmp_
     assert estimate["monthly_usd"] == pytest.approx(cost["projected"]["monthly"])
     report = (out / "report.md").read_text()
     assert "$/1k measured" in report and "$/1k projected" in report and "$100.38" in report
+
+
+LABELS = "image,label,site\nimg0.jpg,nv,Épaule\nimg1.jpg,mel,back\nimg2.jpg,bkl,back\n"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "readable"),
+    [("utf-8-sig", True), ("utf-16", True), ("latin-1", False), ("binary", False)],
+)
+@pytest.mark.parametrize("command", ["compare", "dataset sample"])
+def test_labels_csv_encodings(encoding: str, readable: bool, command: str, dataset: Path, logged_config,
+                              tmp_path: Path, capsys) -> None:  # fmt: skip
+    """Item 2: UTF-8 with BOM and UTF-16 with BOM are read; anything else is exit 2 with the fix."""
+    config, log = logged_config
+    labels = tmp_path / "labels.csv"
+    data = bytes(range(256)) * 4 if encoding == "binary" else LABELS.encode(encoding)
+    labels.write_bytes(data)
+    if command == "compare":
+        argv = ["compare", str(dataset), "-c", str(config), "-o", str(tmp_path / "o"), "--no-progress"]
+    else:
+        argv = ["dataset", "sample", str(dataset), "--per-stratum", "1", "-o", str(tmp_path / "s.csv")]
+    rc = main([*argv, "--labels", str(labels)])
+    err = capsys.readouterr().err
+    if readable:
+        assert rc == 0, err
+    else:
+        assert rc == 2 and "not UTF-8: re-save as UTF-8 (CSV UTF-8 in Excel)" in err and not log.exists()
+        assert "Traceback" not in err
