@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="provider from the config to serve (repeatable); each is emulated under its own name",
     )
-    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--port", type=port_number, default=0, help="port on 127.0.0.1 (default: a free one)")
     p.add_argument(
         "--faults",
         default="",
@@ -152,6 +152,31 @@ def print_banner(emu: Emulator, console: Console, warnings: list[str]) -> None:
     console.print("[dim]Ctrl-C to stop[/]")
 
 
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free one) to 65535; anything else is a usage error (exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: a port is 0 (any free one) to 65535")
+    return value
+
+
+def _listen(emu: Emulator, port: int) -> Emulator:
+    """Bind the emulator; a port in use or not ours to take is a ConfigError (exit 2), not a traceback."""
+    from cloudderm.errors import ConfigError
+
+    try:
+        return emu.start()
+    except OSError as e:
+        raise ConfigError(
+            f"cannot listen on 127.0.0.1:{port}: {e.strerror or e}; "
+            "choose another --port (0 picks a free one)",
+            field="port",
+        ) from None
+
+
 def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int:
     from rich.console import Console
 
@@ -162,7 +187,7 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        with emu:
+        with _listen(emu, args.port):
             print_banner(emu, console, warnings)
             try:
                 while not stop.wait(0.5):

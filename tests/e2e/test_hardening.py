@@ -164,3 +164,24 @@ def test_labels_csv_encodings(encoding: str, readable: bool, command: str, datas
     else:
         assert rc == 2 and "not UTF-8: re-save as UTF-8 (CSV UTF-8 in Excel)" in err and not log.exists()
         assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_emulate_port_out_of_range_is_exit_2(port: str, capsys) -> None:
+    """Item 13: a bad ``--port`` is a usage error."""
+    with pytest.raises(SystemExit) as info:
+        main(["emulate", "--port", port])
+    assert info.value.code == 2 and "port" in capsys.readouterr().err
+
+
+def test_emulate_port_in_use_is_exit_2(capsys) -> None:
+    """Item 13: a port another process holds is exit 2 naming it, never an OSError traceback."""
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        assert main(["emulate", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"127.0.0.1:{port}" in err and "--port" in err and "Traceback" not in err
