@@ -16,6 +16,7 @@ from cloudderm.cli import main
 from cloudderm.demo import UNTRAINED_WARNING, find_examples
 from cloudderm.errors import ConfigError
 from tests.conftest import REPO_ROOT
+from tests.tolerances import assert_same_scores
 
 OUTPUTS = ("results.sqlite", "predictions.jsonl", "summary.json", "report.md", "report.html")
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
@@ -131,7 +132,7 @@ def test_the_emulated_clouds_answer_exactly_like_the_local_model(demo_run: tuple
         local = {ls["label"]: ls["score"] for ls in answers["local-skin-vit"]}
         for cloud in ("azureml-skin-vit", "vertex-skin-vit"):
             remote = {ls["label"]: ls["score"] for ls in answers[cloud]}
-            assert remote == pytest.approx(local, abs=1e-6), cloud
+            assert_same_scores(remote, local)  # another runtime and batch size behind the emulator
 
 
 def test_find_examples_prefers_the_arguments(tmp_path: Path) -> None:
