@@ -260,7 +260,9 @@ class _Context:
                     ),
                     "warning": None,
                 }
-                if any_scored and t.size < self.min_n:
+                if any_scored and t.size == 0:
+                    row["warning"] = "no scored images: no metric for this group"
+                elif any_scored and t.size < self.min_n:
                     row["warning"] = (
                         f"only {t.size} scored image{'s' if t.size != 1 else ''} (< {self.min_n}): "
                         "the interval is wide and the gap may be noise"
