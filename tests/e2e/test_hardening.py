@@ -185,3 +185,24 @@ def test_emulate_port_in_use_is_exit_2(capsys) -> None:
         assert main(["emulate", "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert f"127.0.0.1:{port}" in err and "--port" in err and "Traceback" not in err
+
+
+def test_first_error_of_each_kind_is_in_every_report(dataset: Path, tmp_path: Path, capsys) -> None:
+    """Item 7: the reason for a failure (the 401 and its hint) is in the terminal, Markdown and HTML."""
+    config = tmp_path / "az.yaml"
+    config.write_text(
+        "providers:\n  az:\n    adapter: azureml\n    api_key: k\n    max_retries: 0\n"
+        '    scoring_uri: "http://127.0.0.1:9/score"\n'
+    )
+    out = tmp_path / "out"
+    assert main(["compare", str(dataset), "-c", str(config), "-o", str(out), "--no-progress"]) == 1
+    terminal = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    (kind, first), *_ = summary["providers"]["az"]["first_errors"].items()
+    assert "could not send the request" in first
+    for text in (
+        terminal.replace("\n", " "),
+        (out / "report.md").read_text(),
+        (out / "report.html").read_text(),
+    ):
+        assert f"first {kind}:" in text and "could not send the request" in text
