@@ -23,7 +23,16 @@ from cloudderm.errors import (
     PolicyViolation,
 )
 
-__all__ = ["EXIT_FAILURES", "EXIT_OK", "EXIT_POLICY", "EXIT_USAGE", "build_parser", "main"]
+__all__ = [
+    "EXIT_FAILURES",
+    "EXIT_OK",
+    "EXIT_POLICY",
+    "EXIT_USAGE",
+    "build_parser",
+    "clean_message",
+    "main",
+    "output_console",
+]
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_POLICY = 0, 1, 2, 3
 
@@ -58,13 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except PolicyViolation as e:
-        err.print(f"[bold red]refused by policy:[/] {_clean(e)}")
+        err.print(f"[bold red]refused by policy:[/] {clean_message(e)}")
         return EXIT_POLICY
     except (ConfigError, MissingDependencyError, InvalidImageError) as e:
-        err.print(f"[bold red]error:[/] {_clean(e)}")
+        err.print(f"[bold red]error:[/] {clean_message(e)}")
         return EXIT_USAGE
     except CloudDermError as e:
-        err.print(f"[bold red]error:[/] {_clean(e)}")
+        err.print(f"[bold red]error:[/] {clean_message(e)}")
         return EXIT_FAILURES
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")
@@ -74,13 +83,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("CLOUDDERM_DEBUG"):
             raise
         err.print(
-            f"[bold red]internal error:[/] {_clean(f'{type(e).__name__}: {e}')} "
+            f"[bold red]internal error:[/] {clean_message(f'{type(e).__name__}: {e}')} "
             "(please report it; set CLOUDDERM_DEBUG=1 for the traceback)"
         )
         return EXIT_FAILURES
 
 
-def _clean(error: object) -> str:
+def clean_message(error: object) -> str:
     """An error message as printed: secrets scrubbed, rich markup escaped (``[provider 'x']`` is text)."""
     from rich.markup import escape
 

@@ -299,7 +299,8 @@ class _Context:
         cost = entry["cost_usd"]
         if acc.ok and cost["total"] is None:
             out.append(
-                f"cost unknown for {acc.ok - cost['n_priced']} of {acc.ok} answers, so the total is left null"
+                f"measured per-call cost unknown for {acc.ok - cost['n_priced']} of {acc.ok} answers, so the "
+                "run total is left null (an endpoint billed per hour has no per-call cost: see projected)"
             )
         if small:
             out.append(f"subgroups under {self.min_n} scored images: {', '.join(small)}")

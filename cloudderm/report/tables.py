@@ -155,9 +155,9 @@ def subgroup_tables(summary: Mapping[str, Any]) -> list[TextTable]:
                 "images",
                 "scored",
                 "balanced acc.",
-                "95% CI",
+                "bal. acc. 95% CI",
                 "triage sens.",
-                "95% CI",
+                "triage sens. 95% CI",
                 "warning",
             ],
             note="Intervals: percentile bootstrap over the subgroup's scored images (seeded).",
@@ -336,7 +336,8 @@ def diff_tables(summary: Mapping[str, Any]) -> list[TextTable]:
     changes = TextTable(
         f"Changes since {diff.get('baseline')}",
         ["provider", "status", "metric changes", "fixed", "broke", "changed"],
-        note=f"{diff.get('flipped_total', 0)} answers flipped in total.",
+        note=(f"{diff['image_set']}. " if diff.get("image_set") else "")
+        + f"{diff.get('flipped_total', 0)} answers flipped in total.",
     )
     for name, entry in (diff.get("providers") or {}).items():
         moved = [

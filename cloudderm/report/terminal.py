@@ -130,7 +130,10 @@ def _diff(summary: Mapping[str, Any], diff: Mapping[str, Any]) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=Text(f"changes since {diff.get('baseline')}"))
+    title = f"changes since {diff.get('baseline')}"
+    if diff.get("image_set"):
+        title += f"\nWARNING: {diff['image_set']}"
+    table = Table(title=Text(title))
     for column in (
         "provider",
         "status",
