@@ -81,7 +81,7 @@ def verdict(label: str, value: float, goal: float, unit: str = "", *, higher_is_
 
 def _serve(conn: Any, spec: dict[str, Any]) -> None:
     """Child process: run an emulator of FakeClassifier backends and report its snippets, until told."""
-    from cloudderm.testing.emulators import EmulatedEndpoint, Emulator, FaultPlan, Latency
+    from cloudderm.emulate import EmulatedEndpoint, Emulator, FaultPlan, Latency
     from cloudderm.testing.fakes import FakeClassifier
 
     backend = FakeClassifier("backend")

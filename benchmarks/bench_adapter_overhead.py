@@ -41,9 +41,9 @@ def main() -> None:
     from botocore.config import Config
 
     from cloudderm.config import parse_config
+    from cloudderm.emulate import FAKE_AWS_ENV
     from cloudderm.factory import build_classifier
     from cloudderm.images import prepare
-    from cloudderm.testing.emulators import FAKE_AWS_ENV
 
     os.environ.update(FAKE_AWS_ENV)
     header("adapter call vs raw client call, zero-latency emulator in its own process")

@@ -47,7 +47,7 @@ def main() -> None:
 
     from cloudderm.compare import run_compare
     from cloudderm.config import parse_config
-    from cloudderm.testing.emulators import FAKE_AWS_ENV
+    from cloudderm.emulate import FAKE_AWS_ENV
 
     os.environ.update(FAKE_AWS_ENV)
     header(

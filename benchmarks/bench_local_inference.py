@@ -68,7 +68,7 @@ def make_images(count: int, size: tuple[int, int]) -> list[PreparedImage]:
 
 
 def build_models(root: Path) -> dict[str, Path]:
-    from cloudderm.testing.hf_models import save_mobilenet_v2, save_vit
+    from cloudderm.emulate.models import save_mobilenet_v2, save_vit
 
     return {
         "mobilenet": save_mobilenet_v2(

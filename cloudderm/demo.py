@@ -3,7 +3,7 @@
 Why: the fastest way to see what cloudderm does is to run it end to end. The demo compares four
 providers on ``examples/images``: a local Hugging Face model, and the SageMaker, Azure ML and Vertex AI
 adapters talking — over real HTTP, through the real SDK clients — to loopback emulators of those
-services (``cloudderm.testing.emulators``), each emulated endpoint backed by a local Hugging Face model.
+services (``cloudderm.emulate``), each emulated endpoint backed by a local Hugging Face model.
 So every byte of the cloud code paths runs; only the cloud is missing.
 
 Models: the two seed models (``google/mobilenet_v2_1.0_224`` behind the SageMaker endpoint, an ImageNet
@@ -139,7 +139,7 @@ def _seed_models(timeout_s: float, note: Any) -> DemoModels | None:
 
 def build_stand_ins(cache_dir: Path) -> tuple[Path, Path]:
     """Untrained MobileNetV2 (ImageNet-style labels) and a small ViT (the 7 marmal88 labels), saved once."""
-    from cloudderm.testing.hf_models import save_mobilenet_v2, save_vit
+    from cloudderm.emulate.models import save_mobilenet_v2, save_vit
 
     mobilenet = cache_dir / f"mobilenet_v2-standin-{STAND_IN_VERSION}"
     skin_vit = cache_dir / f"skin-vit-standin-{STAND_IN_VERSION}"
@@ -232,9 +232,9 @@ def run_demo(
     """
     from cloudderm.compare import run_compare
     from cloudderm.config import parse_config
+    from cloudderm.emulate import EmulatedEndpoint, Emulator
     from cloudderm.factory import build_classifier
     from cloudderm.report import render_terminal, write_reports
-    from cloudderm.testing.emulators import EmulatedEndpoint, Emulator
 
     def note(text: str) -> None:
         if console is not None:

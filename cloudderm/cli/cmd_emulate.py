@@ -1,7 +1,8 @@
-"""``cloudderm emulate``: serve configured local models as SageMaker, Azure ML and Vertex AI endpoints.
+"""``cloudderm emulate``: serve configured local models as emulated provider endpoints.
 
-Prints the base URL, each endpoint's addresses and a ``providers:`` block to paste into cloudderm.yaml,
-then serves until Ctrl-C (or SIGTERM) and prints what it received.
+Every protocol in :mod:`cloudderm.emulate.registry` is served unless ``--protocol NAME`` (repeatable)
+picks some. Prints the base URL, each endpoint's addresses and a ``providers:`` block to paste into
+cloudderm.yaml, then serves until Ctrl-C (or SIGTERM) and prints what it received.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from cloudderm.classifier import Classifier
-    from cloudderm.testing.emulators import Emulator
+    from cloudderm.emulate.emulator import Emulator
 
 FAKE_WARNING = (
     "No --backend given: serving the FAKE test double (scores are a hash of the image bytes, not a model). "
@@ -39,6 +40,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         dest="backends",
         metavar="NAME",
         help="provider from the config to serve (repeatable); each is emulated under its own name",
+    )
+    p.add_argument(
+        "--protocol",
+        action="append",
+        dest="protocols",
+        metavar="NAME",
+        help="protocol to serve (repeatable; default: all). Known: " + ", ".join(_protocol_names()),
     )
     p.add_argument("--port", type=port_number, default=0, help="port on 127.0.0.1 (default: a free one)")
     p.add_argument(
@@ -79,10 +87,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _protocol_names() -> list[str]:
+    from cloudderm.emulate.registry import protocol_names
+
+    return protocol_names()
+
+
 def build_emulator(args: argparse.Namespace) -> tuple[Emulator, list[Classifier], list[str]]:
     """The emulator described by the arguments, its backends (to close later) and warnings to show."""
-    from cloudderm.testing.emulators import EmulatedEndpoint, Emulator, FaultPlan
+    from cloudderm.emulate import EmulatedEndpoint, Emulator, FaultPlan
+    from cloudderm.errors import ConfigError
 
+    unknown = [name for name in args.protocols or [] if name not in _protocol_names()]
+    if unknown:
+        raise ConfigError(
+            f"--protocol {', '.join(unknown)}: not an emulated protocol; "
+            f"known: {', '.join(_protocol_names())}"
+        )
     warnings: list[str] = []
     backends: dict[str, Classifier] = {}
     if args.backends:
@@ -111,8 +132,6 @@ def build_emulator(args: argparse.Namespace) -> tuple[Emulator, list[Classifier]
             timeout_hold_s=args.timeout_hold_s,
         )
     except ValueError as e:
-        from cloudderm.errors import ConfigError
-
         for clf in backends.values():
             clf.close()
         raise ConfigError(f"--faults/--latency-ms: {e}") from None
@@ -126,7 +145,12 @@ def build_emulator(args: argparse.Namespace) -> tuple[Emulator, list[Classifier]
         for name, clf in backends.items()
     }
     emulator = Emulator(
-        endpoints, faults=plan, port=args.port, region=args.region, log_requests=args.log_requests
+        endpoints,
+        faults=plan,
+        port=args.port,
+        region=args.region,
+        log_requests=args.log_requests,
+        protocols=getattr(args, "protocols", None),
     )
     return emulator, list(backends.values()), warnings
 
@@ -139,14 +163,13 @@ def print_banner(emu: Emulator, console: Console, warnings: list[str]) -> None:
     console.print(f"faults: {emu.app.faults.describe()}")
     for name in sorted(emu.app.endpoints):
         console.print(f"  [bold]{name}[/]")
-        console.print(f"    SageMaker  POST {emu.sagemaker_url}/endpoints/{name}/invocations")
-        console.print(f"    Azure ML   POST {emu.azure_scoring_uri(name)}  (Bearer {emu.azure_key(name)})")
-        console.print(
-            f"    Vertex AI  POST {emu.vertex_api_endpoint}/v1/{emu.vertex_endpoint_path(name)}:predict"
-        )
-    console.print(f"  stats      GET  {emu.stats_url}")
-    env = " ".join(f"{k}={v}" for k, v in emu.fake_aws_env().items())
-    console.print(f"boto3 needs some credentials (not checked): export {env}")
+        for protocol in emu.app.protocols:
+            console.print(f"    {protocol.title:<10} {protocol.banner(emu, name)}")
+    console.print(f"  {'stats':<12} GET  {emu.stats_url}")
+    env = emu.client_env()
+    if env:
+        exports = " ".join(f"{k}={v}" for k, v in env.items())
+        console.print(f"clients need some credentials (not checked): export {exports}")
     console.print("providers block for cloudderm.yaml:")
     print(emu.providers_yaml(), flush=True)
     console.print("[dim]Ctrl-C to stop[/]")

@@ -1,4 +1,7 @@
-"""Test support shipped with cloudderm: deterministic fakes, recorded HTTP fixtures and local emulators.
+"""Test support shipped with cloudderm: deterministic fakes, recorded HTTP fixtures and the conformance suite.
+
+The loopback emulators moved to :mod:`cloudderm.emulate` (a product feature). ``ClassifierConformance``
+(needs pytest) is the suite every adapter's tests mix in, plugins' included.
 
 Nothing here is imported by ``import cloudderm``; it exists so users can test their own pipelines offline.
 ``cassette`` (needs vcrpy: ``pip install "cloudderm[test]"``) and ``scan_cassettes`` are loaded on first
@@ -10,9 +13,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["cassette", "find_leaks", "scan_cassettes"]
+__all__ = ["ClassifierConformance", "cassette", "find_leaks", "scan_cassettes"]
 
 _LAZY = {
+    "ClassifierConformance": "cloudderm.testing.conformance",
     "cassette": "cloudderm.testing.cassettes",
     "scan_cassettes": "cloudderm.testing.scan",
     "find_leaks": "cloudderm.testing.scan",

@@ -34,7 +34,7 @@ from cloudderm.errors import (
 from cloudderm.factory import build_classifier
 from cloudderm.images import prepare
 from cloudderm.retry import RetryPolicy, call_with_retries
-from tests.adapters.conformance import ClassifierConformance
+from cloudderm.testing import ClassifierConformance
 from tests.conftest import make_jpeg
 
 URI = "https://derm.uksouth.inference.ml.azure.com/score"

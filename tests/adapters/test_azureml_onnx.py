@@ -27,7 +27,7 @@ from cloudderm.classifier import INDEPENDENT_SCORES_WARNING
 from cloudderm.config import parse_config
 from cloudderm.errors import ConfigError
 from cloudderm.factory import build_classifier
-from tests.adapters.conformance import ClassifierConformance
+from cloudderm.testing import ClassifierConformance
 from tests.conftest import make_jpeg
 from tests.tolerances import KERNEL_SCORE_TOL, assert_same_scores, sum_tolerance
 

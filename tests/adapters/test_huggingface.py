@@ -30,17 +30,17 @@ from cloudderm.adapters._hf_preprocess import (  # noqa: E402
 )
 from cloudderm.adapters.huggingface import HuggingFaceClassifier, HuggingFaceSettings  # noqa: E402
 from cloudderm.config import parse_config  # noqa: E402
-from cloudderm.errors import ConfigError, MissingDependencyError  # noqa: E402
-from cloudderm.images import prepare  # noqa: E402
-from cloudderm.taxonomy import HAM10000  # noqa: E402
-from cloudderm.testing.hf_models import (  # noqa: E402
+from cloudderm.emulate.models import (  # noqa: E402
     IMAGENET_STYLE_LABELS,
     MARMAL88_LABELS,
     SKIN_VIT_CARD,
     save_mobilenet_v2,
     save_vit,
 )
-from tests.adapters.conformance import ClassifierConformance  # noqa: E402
+from cloudderm.errors import ConfigError, MissingDependencyError  # noqa: E402
+from cloudderm.images import prepare  # noqa: E402
+from cloudderm.taxonomy import HAM10000  # noqa: E402
+from cloudderm.testing import ClassifierConformance  # noqa: E402
 from tests.conftest import REPO_ROOT, make_jpeg  # noqa: E402
 from tests.tolerances import KERNEL_SCORE_TOL, assert_same_scores, sum_tolerance  # noqa: E402
 

@@ -21,7 +21,7 @@ pytest.importorskip("boto3")
 
 from cloudderm.adapters.sagemaker import SageMakerClassifier
 from cloudderm.errors import ProviderTimeout, ResponseFormatError
-from tests.adapters.conformance import ClassifierConformance
+from cloudderm.testing import ClassifierConformance
 from tests.adapters.sagemaker_support import (
     EVENT,
     FAKE_SECRET,

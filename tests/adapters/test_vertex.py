@@ -42,7 +42,7 @@ from cloudderm.errors import (
 )
 from cloudderm.images import PreparedImage
 from cloudderm.retry import RetryPolicy
-from tests.adapters.conformance import ClassifierConformance
+from cloudderm.testing import ClassifierConformance
 from tests.conftest import make_jpeg
 
 PROJECT, LOCATION, ENDPOINT_ID = "derm-proj", "europe-west2", "1234567890"

@@ -1,14 +1,15 @@
-"""Loopback HTTP servers that speak the documented provider protocols, for recording cassettes offline.
+"""Network guards for the recording tests: a generic loopback HTTP server, a loopback-only socket guard and
+moto in server mode.
 
-Each answer is a pure function of the request (scores from the SHA-256 of each image), so a recording and
-its replay can be compared exactly. Servers bind 127.0.0.1 on an ephemeral port; cassettes ignore the port.
+No provider wire format lives here: tests that need a provider's endpoint use the real emulators
+(``cloudderm.emulate``, through ``tests/e2e/emulator_support.py``). The generic server answers with
+whatever handler a cassette-machinery test gives it. It binds 127.0.0.1 on an ephemeral port; cassettes
+ignore the port.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import json
 import socket
 import threading
@@ -19,7 +20,6 @@ from typing import Any
 
 import pytest
 
-HAM_LABELS = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 Reply = tuple[int, dict[str, str], bytes]
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 REGION = "eu-west-2"
@@ -80,49 +80,8 @@ class Loopback:
             self._server.server_close()
 
 
-def scores_for(data: bytes, n: int = len(HAM_LABELS)) -> list[float]:
-    """A deterministic distribution over n classes from the bytes' hash."""
-    digest = hashlib.sha256(data).digest()
-    raw = [1 + digest[i] for i in range(n)]
-    return [value / sum(raw) for value in raw]
-
-
 def json_reply(payload: Any, status: int = 200, **headers: str) -> Reply:
     return status, {"Content-Type": "application/json", **headers}, json.dumps(payload).encode()
-
-
-def vertex_automl(seen: Seen) -> Reply:
-    """Vertex AI AutoML image classification ``:predict`` (DESIGN.md §3), honouring maxPredictions."""
-    body = json.loads(seen.body)
-    limit = int(body.get("parameters", {}).get("maxPredictions", 10))
-    predictions = []
-    for instance in body["instances"]:
-        scores = scores_for(base64.b64decode(instance["content"]))
-        order = sorted(range(len(scores)), key=lambda i: -scores[i])[:limit]
-        predictions.append(
-            {
-                "ids": [str(5378020883975634944 + i) for i in order],
-                "displayNames": [HAM_LABELS[i] for i in order],
-                "confidences": [scores[i] for i in order],
-            }
-        )
-    return json_reply(
-        {
-            "predictions": predictions,
-            "deployedModelId": "2683525253354749952",
-            "model": "projects/864499401284/locations/europe-west2/models/116743945614000128",
-            "modelDisplayName": "ham10000-automl",
-            "modelVersionId": "3",
-        }
-    )
-
-
-def azureml_automl(seen: Seen) -> Reply:
-    """Azure ML AutoML image classification ``/score``: one ``{"probs", "labels"}`` item per image."""
-    body = json.loads(seen.body)
-    images = body["input_data"]["data"]
-    items = [{"probs": scores_for(base64.b64decode(b64)), "labels": HAM_LABELS} for b64 in images]
-    return json_reply(items, **{"x-ms-request-id": "6f1b0c2e-1d0c-4d5e-9a43-2f0b7c9d1e11"})
 
 
 @pytest.fixture

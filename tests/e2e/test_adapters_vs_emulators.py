@@ -22,6 +22,7 @@ import pytest
 import cloudderm
 from cloudderm.classifier import NOT_NORMALISED_WARNING, Classifier
 from cloudderm.config import parse_config
+from cloudderm.emulate import EmulatedEndpoint, Emulator, FaultPlan, find_metadata
 from cloudderm.errors import (
     ProviderError,
     ProviderHTTPError,
@@ -32,7 +33,6 @@ from cloudderm.errors import (
 from cloudderm.factory import build_classifier
 from cloudderm.images import PreparedImage
 from cloudderm.retry import RetryPolicy
-from cloudderm.testing.emulators import EmulatedEndpoint, Emulator, FaultPlan, find_metadata
 from cloudderm.testing.fakes import HAM_CODES, FakeClassifier
 from tests.conftest import REPO_ROOT, SHARED_DATA, make_jpeg
 from tests.e2e.emulator_support import emulator_aws_env

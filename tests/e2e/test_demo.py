@@ -52,7 +52,7 @@ class _Structure(HTMLParser):
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path, str]:
     pytest.importorskip("transformers")
-    pytest.importorskip("cloudderm.testing.hf_models")
+    pytest.importorskip("cloudderm.emulate.models")
     pytest.importorskip("boto3")
     pytest.importorskip("azure.core")
     pytest.importorskip("google.cloud.aiplatform_v1")

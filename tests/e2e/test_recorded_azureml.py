@@ -1,8 +1,9 @@
-"""Azure ML adapter end to end through cassettes: record against a loopback AutoML /score, replay offline.
+"""Azure ML adapter end to end through cassettes: record against the Azure ML emulator, replay offline.
 
-The loopback server speaks the AutoML image-classification scoring protocol (one ``{"probs", "labels"}``
-item per image, scores from each image's hash). The adapter sends its key as ``Authorization: Bearer``;
-the cassette must not hold it, nor any image byte (JSON bodies keep only hashes of the base64 images).
+The emulator speaks the AutoML image-classification scoring protocol (one ``{"probs", "labels"}`` item per
+image), backed by a model whose scores are a hash of each image's bytes. The adapter sends its key as
+``Authorization: Bearer``; the cassette must not hold it, nor any image byte (JSON bodies keep only
+hashes of the base64 images).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import pytest
 from cloudderm.testing import cassette
 from cloudderm.testing.errors import CassetteMiss
 from tests.conftest import REPO_ROOT, make_jpeg
-from tests.e2e.loopback import HAM_LABELS, Loopback, azureml_automl, loopback_only, scores_for
+from tests.e2e.emulator_support import expected_top, hash_emulator
+from tests.e2e.loopback import loopback_only
 
 pytest.importorskip("azure.core")
 from cloudderm.adapters.azureml import AzureMLClassifier, AzureMLSettings
@@ -46,11 +48,12 @@ def comparable(predictions) -> list[dict]:  # type: ignore[no-untyped-def]
 
 
 def expected_tops(clf: AzureMLClassifier, images: list) -> list[str]:
-    tops = []
-    for image in images:
-        scores = scores_for(clf.prepare(image).data)
-        tops.append(HAM_LABELS[scores.index(max(scores))])
-    return tops
+    return [expected_top(clf.prepare(image).sha256) for image in images]
+
+
+def emulator():  # type: ignore[no-untyped-def]
+    """One endpoint, reached at ``/score`` with the test's key and the ``blue`` deployment."""
+    return hash_emulator("derm", "azureml", azure_key=AZURE_KEY, azure_deployment="blue")
 
 
 @pytest.mark.cloudderm_cassette("automl_score")
@@ -59,7 +62,7 @@ def test_azureml_replays_the_checked_in_cassette(cloudderm_cassette) -> None:
     with contextlib.ExitStack() as stack:
         base = CLOSED_PORT
         if cloudderm_cassette.recording:
-            base = stack.enter_context(Loopback(azureml_automl)).url
+            base = stack.enter_context(emulator()).base_url
         with classifier(base) as clf:
             predictions = clf.classify_batch(IMAGES)
             tops = expected_tops(clf, IMAGES)
@@ -70,12 +73,13 @@ def test_azureml_replays_the_checked_in_cassette(cloudderm_cassette) -> None:
 def test_azureml_record_then_replay_gives_identical_predictions(tmp_path, monkeypatch) -> None:
     path = tmp_path / "azureml.yaml"
     images = [make_jpeg((200, 120, 90)), make_jpeg((90, 60, 40), gps=True), make_jpeg((10, 200, 10))]
-    with Loopback(azureml_automl) as server, cassette(path, mode="record") as recording:
-        with classifier(server.url) as clf:
+    with emulator() as server, cassette(path, mode="record") as recording:
+        url = server.base_url
+        with classifier(url) as clf:
             recorded = clf.classify_batch(images)
-        sent = {k.lower(): v for k, v in server.seen[0].headers.items()}
-    assert sent["authorization"] == f"Bearer {AZURE_KEY}" and sent["azureml-model-deployment"] == "blue"
-    assert recording.interactions == len(server.seen) == 2  # batch_size 2: two requests for three images
+        seen = server.endpoint_stats("azureml", "derm")
+    assert seen.auth_failures == 0 and seen.deployments == {"blue": 2}  # the key and deployment were sent
+    assert recording.interactions == seen.requests == 2  # batch_size 2: two requests for three images
 
     connects: list = []
     real_connect = __import__("socket").socket.connect
@@ -83,7 +87,7 @@ def test_azureml_record_then_replay_gives_identical_predictions(tmp_path, monkey
         "socket.socket.connect", lambda sock, addr, *a: connects.append(addr) or real_connect(sock, addr, *a)
     )
     # The server is stopped; its URL is reused so the predictions' model (host:port/deployment) agree.
-    with cassette(path) as replay, classifier(server.url) as clf:
+    with cassette(path) as replay, classifier(url) as clf:
         replayed = clf.classify_batch(images)
         tops = expected_tops(clf, images)
     assert comparable(replayed) == comparable(recorded)
@@ -100,7 +104,7 @@ def test_azureml_record_then_replay_gives_identical_predictions(tmp_path, monkey
 
 def test_azureml_other_images_are_a_miss(tmp_path) -> None:
     path = tmp_path / "azureml.yaml"
-    with Loopback(azureml_automl) as server, cassette(path, mode="record"), classifier(server.url) as clf:
+    with emulator() as server, cassette(path, mode="record"), classifier(server.base_url) as clf:
         clf.classify(make_jpeg((1, 2, 3)))
     with cassette(path), classifier(CLOSED_PORT, max_retries=0) as clf:
         clf.classify(make_jpeg((1, 2, 3)))

@@ -21,7 +21,7 @@ from tests.e2e.loopback import loopback_only
 pytest.importorskip("boto3")
 pytest.importorskip("azure.core")
 pytest.importorskip("google.cloud.aiplatform_v1")
-from cloudderm.testing.emulators import Emulator
+from cloudderm.emulate import Emulator
 
 pytestmark = pytest.mark.usefixtures(loopback_only.__name__)
 

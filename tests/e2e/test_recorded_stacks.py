@@ -21,16 +21,15 @@ from cloudderm.testing import cassette
 from cloudderm.testing.errors import CassetteMiss
 from cloudderm.testing.scan import find_leaks
 from tests.conftest import make_jpeg
+from tests.e2e.emulator_support import hash_emulator
 from tests.e2e.loopback import (
     REGION,
     Loopback,
     Seen,
-    azureml_automl,
     json_reply,
     loopback_only,
     moto_server,
     queue_sagemaker_results,
-    vertex_automl,
 )
 
 boto3 = pytest.importorskip("boto3")
@@ -201,12 +200,14 @@ def test_azure_core_records_then_replays_offline(tmp_path, monkeypatch) -> None:
     path = tmp_path / "azureml.yaml"
     image = gps_jpeg()
     auth = {"Authorization": f"Bearer {AZURE_KEY}", "azureml-model-deployment": "blue"}
-    with Loopback(azureml_automl) as server:
+    with hash_emulator("derm", "azureml", azure_key=AZURE_KEY, azure_deployment="blue") as server:
+        url = server.base_url
         with cassette(path, mode="record"):
-            recorded = azure_score(server.url, image, **auth)
-        assert server.seen[0].headers["Authorization"] == f"Bearer {AZURE_KEY}"
+            recorded = azure_score(url, image, **auth)
+        seen = server.endpoint_stats("azureml", "derm")
+        assert (seen.requests, seen.auth_failures) == (1, 0)  # the key was sent, and accepted
     with no_connect(monkeypatch) as connects, cassette(path) as replay:
-        replayed = azure_score(server.url, image, **auth)
+        replayed = azure_score(url, image, **auth)
     assert recorded == replayed and recorded[0] == 200 and replay.play_count == 1 and connects == []
     text = path.read_text()
     assert all(canary not in text for canary in canaries(image))
@@ -281,7 +282,8 @@ GOOGLE_TOKEN = "ya29.c.canary-access-token-0123456789abcdefghijklmnop"
 def google_service(seen: Seen) -> tuple[int, dict[str, str], bytes]:
     if seen.path.endswith("/token"):
         return json_reply({"access_token": GOOGLE_TOKEN, "expires_in": 3600, "token_type": "Bearer"})
-    return vertex_automl(seen)
+    digest = __import__("hashlib").sha256(seen.body).hexdigest()
+    return json_reply({"predictions": [{"request_sha256": digest}]})  # the answer's shape is not under test
 
 
 def predict_with(session, url: str, image: bytes) -> dict:  # type: ignore[no-untyped-def]

@@ -1,9 +1,9 @@
-"""Vertex AI adapter end to end through cassettes: record against a loopback predict API, replay offline.
+"""Vertex AI adapter end to end through cassettes: record against the Vertex emulator, replay offline.
 
-The loopback server speaks the documented AutoML ``:predict`` protocol with scores derived from each
-image's hash, so replayed predictions can be checked against an independent expectation. The adapter runs
-with ``anonymous: true`` and ``endpoint_url`` pointing at the server; cassettes ignore the port, so the
-replay uses a closed one.
+The emulator speaks the documented AutoML ``:predict`` protocol, backed by a model whose scores are a
+hash of each image's bytes, so replayed predictions can be checked against an independent expectation.
+The adapter runs with ``anonymous: true`` and ``endpoint_url`` pointing at the server; cassettes ignore
+the port, so the replay uses a closed one.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import pytest
 from cloudderm.testing import cassette
 from cloudderm.testing.errors import CassetteMiss
 from tests.conftest import REPO_ROOT, make_jpeg
-from tests.e2e.loopback import HAM_LABELS, Loopback, loopback_only, scores_for, vertex_automl
+from tests.e2e.emulator_support import HAM_LABELS, hash_emulator
+from tests.e2e.emulator_support import expected_top as hash_top
+from tests.e2e.loopback import loopback_only
 
 pytest.importorskip("google.cloud.aiplatform_v1")
 from cloudderm.adapters.vertex import VertexClassifier, VertexSettings
@@ -26,13 +28,14 @@ pytestmark = pytest.mark.usefixtures(loopback_only.__name__)
 
 IMAGES = [REPO_ROOT / "examples" / "images" / name for name in ("ISIC_0000000.jpg", "ISIC_0000213.jpg")]
 CLOSED_PORT = "http://127.0.0.1:9"
+ENDPOINT_ID = "1234567890"
 
 
 def classifier(endpoint: str) -> VertexClassifier:
     settings = VertexSettings(
         project="derm-proj",
         location="europe-west2",
-        endpoint_id="1234567890",
+        endpoint_id=ENDPOINT_ID,
         endpoint_url=endpoint,
         anonymous=True,
         labels=HAM_LABELS,
@@ -45,9 +48,12 @@ def comparable(predictions) -> list[dict]:  # type: ignore[no-untyped-def]
 
 
 def expected_top(clf: VertexClassifier, image: Path | bytes) -> str:
-    """The label the loopback service gives the bytes the adapter sends for this image."""
-    scores = scores_for(clf.prepare(image).data)
-    return HAM_LABELS[scores.index(max(scores))]
+    """The label the emulated endpoint gives the bytes the adapter sends for this image."""
+    return hash_top(clf.prepare(image).sha256)
+
+
+def emulator():  # type: ignore[no-untyped-def]
+    return hash_emulator(ENDPOINT_ID, "vertex")
 
 
 @pytest.mark.cloudderm_cassette("automl")
@@ -56,14 +62,15 @@ def test_vertex_replays_the_checked_in_cassette(cloudderm_cassette) -> None:
     with contextlib.ExitStack() as stack:
         endpoint = CLOSED_PORT
         if cloudderm_cassette.recording:
-            endpoint = stack.enter_context(Loopback(vertex_automl)).url
+            endpoint = stack.enter_context(emulator()).base_url
         with classifier(endpoint) as clf:
             batch = clf.classify_batch(IMAGES)
             single = clf.classify(IMAGES[0])
             tops = [expected_top(clf, image) for image in IMAGES]
     assert [p.top.label for p in batch] == tops
     assert single.labels == batch[0].labels and single.image_sha256 == batch[0].image_sha256
-    assert all(p.provider_details.get("deployedModelId") == "2683525253354749952" for p in batch)
+    deployed = {p.provider_details.get("deployedModelId") for p in batch}
+    assert len(deployed) == 1 and deployed.pop().isdigit()
     assert cloudderm_cassette.recording or cloudderm_cassette.play_count == 2
 
 
@@ -72,13 +79,13 @@ def test_vertex_record_then_replay_gives_identical_predictions(tmp_path, monkeyp
     path = tmp_path / "vertex.yaml"
     images = [make_jpeg((20 * i, 120, 255 - 20 * i)) for i in range(6)]
     with (
-        Loopback(vertex_automl) as server,
+        emulator() as server,
         cassette(path, mode="record") as recording,
-        classifier(server.url) as clf,
+        classifier(server.base_url) as clf,
         ThreadPoolExecutor(4) as pool,
     ):
         recorded = list(pool.map(clf.classify, images))
-    assert recording.interactions == len(server.seen) == 6
+    assert recording.interactions == server.endpoint_stats("vertex", ENDPOINT_ID).requests == 6
 
     connects: list = []
     real_connect = __import__("socket").socket.connect
@@ -94,7 +101,7 @@ def test_vertex_record_then_replay_gives_identical_predictions(tmp_path, monkeyp
 
 def test_vertex_unrecorded_image_names_cassette_and_request(tmp_path) -> None:
     path = tmp_path / "vertex.yaml"
-    with Loopback(vertex_automl) as server, cassette(path, mode="record"), classifier(server.url) as clf:
+    with emulator() as server, cassette(path, mode="record"), classifier(server.base_url) as clf:
         clf.classify(make_jpeg((1, 2, 3)))
     with pytest.raises(CassetteMiss) as info, cassette(path), classifier(CLOSED_PORT) as clf:
         clf.classify(make_jpeg((1, 2, 3)))

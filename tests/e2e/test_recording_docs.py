@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
-from tests.e2e.loopback import Loopback, azureml_automl, moto_server, queue_sagemaker_results, vertex_automl
+from tests.e2e.emulator_support import hash_emulator
+from tests.e2e.loopback import moto_server, queue_sagemaker_results
 from tests.unit.test_pytest_plugin import plugin_args
 
 pytest.importorskip("moto")
@@ -27,6 +28,7 @@ pytest.importorskip("google.cloud.aiplatform_v1")
 pytest.importorskip("azure.core")
 
 DOC = REPO_ROOT / "docs" / "recording.md"
+AZURE_KEY = "AzCanaryKeyDocs0123456789abcdefg"
 JUMPSTART = {"probabilities": [0.2, 0.8], "labels": ["nv", "mel"], "predicted_label": "mel"}
 
 
@@ -67,18 +69,18 @@ def test_documented_record_and_replay_commands(tmp_path: Path) -> None:
 
     with (
         moto_server() as aws,
-        Loopback(azureml_automl) as azure,
-        Loopback(vertex_automl) as vertex,
+        hash_emulator("my-azure", "azureml", azure_key=AZURE_KEY, azure_deployment="blue") as azure,
+        hash_emulator(providers["my-vertex"]["endpoint_id"], "vertex") as vertex,
     ):
         queue_sagemaker_results(aws, [JUMPSTART, JUMPSTART])
         providers["my-sagemaker"]["endpoint_url"] = aws
-        providers["my-azure"]["scoring_uri"] = f"{azure.url}/score"
-        providers["my-vertex"]["endpoint_url"] = vertex.url
+        providers["my-azure"]["scoring_uri"] = f"{azure.base_url}/score"
+        providers["my-vertex"]["endpoint_url"] = vertex.base_url
         (project / "cloudderm.yaml").write_text(yaml.safe_dump(config))
         secrets = {
             "AWS_ACCESS_KEY_ID": "AKIAZ7CANARY0000003Q",
             "AWS_SECRET_ACCESS_KEY": "cAnArY/docs+secret0123456789abcdefGHIJKL",
-            "AZUREML_API_KEY": "AzCanaryKeyDocs0123456789abcdefg",
+            "AZUREML_API_KEY": AZURE_KEY,
             "CLOUDDERM_ANONYMOUS": "true",  # no Google ADC offline; a real recording would use it
         }
         recorded = run(project, secrets, "tests/test_my_endpoints.py", "--cloudderm-record=once")

@@ -24,7 +24,7 @@ import yaml
 
 from cloudderm.compare import run_compare
 from cloudderm.config import parse_config
-from cloudderm.testing.emulators import EmulatedEndpoint, Emulator, FaultPlan, Latency, find_metadata
+from cloudderm.emulate import EmulatedEndpoint, Emulator, FaultPlan, Latency, find_metadata
 from cloudderm.testing.fakes import FakeClassifier
 from tests.conftest import REPO_ROOT, make_jpeg
 from tests.e2e.emulator_support import emulator_aws_env

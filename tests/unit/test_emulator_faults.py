@@ -25,9 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from PIL import Image, PngImagePlugin
 
+from cloudderm.emulate import EmulatedEndpoint, Emulator, FaultPlan, Latency, find_metadata
 from cloudderm.errors import ProviderHTTPError
 from cloudderm.images import prepare
-from cloudderm.testing.emulators import EmulatedEndpoint, Emulator, FaultPlan, Latency, find_metadata
 from cloudderm.testing.fakes import FakeClassifier
 from tests.conftest import REPO_ROOT, make_jpeg
 from tests.unit.emulator_http import automl_body, post

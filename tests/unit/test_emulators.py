@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from cloudderm.emulate import EmulatedEndpoint, Emulator, FaultPlan
+from cloudderm.emulate.vertex import VERTEX_MAX_REQUEST_BYTES
 from cloudderm.images import prepare
-from cloudderm.testing.emulators import EmulatedEndpoint, Emulator, FaultPlan
 from cloudderm.testing.fakes import HAM_CODES, FakeClassifier
-from cloudderm.testing.wire import VERTEX_MAX_REQUEST_BYTES
 from tests.conftest import make_jpeg
 from tests.unit.emulator_http import automl_body, b64, post
 

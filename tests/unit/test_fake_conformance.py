@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from cloudderm.testing import ClassifierConformance
 from cloudderm.testing.fakes import FakeClassifier, FakeSettings
-from tests.adapters.conformance import ClassifierConformance
 
 
 class TestFakeConformance(ClassifierConformance):

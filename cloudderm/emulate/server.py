@@ -13,8 +13,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from cloudderm.testing.emulator_app import EmulatorApp
-from cloudderm.testing.wire import Reply
+from cloudderm.emulate.app import EmulatorApp
+from cloudderm.emulate.wire import Reply
 
 __all__ = ["EmulatorServer"]
 

@@ -1,6 +1,8 @@
-"""The conformance suite every adapter's tests mix in.
+"""The conformance suite every adapter's tests mix in, cloudderm's own and third-party plugins' alike.
 
-Usage::
+Usage (needs pytest)::
+
+    from cloudderm.testing import ClassifierConformance
 
     class TestMyAdapter(ClassifierConformance):
         @pytest.fixture
@@ -8,17 +10,25 @@ Usage::
             ...
 
 Optional fixture overrides: ``secret_values`` (strings that must never appear in reprs, errors or
-predictions) and ``batch_tolerance`` (max score difference between batched and one-by-one results).
+predictions), ``batch_tolerance`` (max score difference between batched and one-by-one results; ground it
+in the arithmetic: CPU kernels differ by batch size) and ``sample_images`` (three small JPEGs by default,
+the second with EXIF GPS tags). The contracts checked are listed in docs/architecture.md ("Contracts").
 """
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from cloudderm.classifier import Classifier
+from cloudderm.core import ImageContext, PriceQuery
 from cloudderm.governance.card import GovernanceCard
 from cloudderm.images import prepare
 from cloudderm.prediction import Prediction
+from cloudderm.testing.samples import sample_jpegs
+
+__all__ = ["ClassifierConformance"]
 
 
 class ClassifierConformance:
@@ -32,11 +42,17 @@ class ClassifierConformance:
     def batch_tolerance(self) -> float:
         return 1e-5
 
+    @pytest.fixture
+    def sample_images(self) -> list[bytes]:
+        return sample_jpegs()
+
     def test_is_a_classifier(self, classifier: Classifier) -> None:
         assert isinstance(classifier, Classifier)
         assert classifier.name
         assert isinstance(classifier.adapter, str) and classifier.adapter
         assert classifier.model_id
+        assert isinstance(type(classifier).vendor, str) and type(classifier).vendor
+        assert isinstance(classifier.price_query(), PriceQuery)
 
     def test_classify_returns_normalised_prediction(self, classifier: Classifier, sample_images) -> None:
         prediction = classifier.classify(sample_images[0])
@@ -49,6 +65,7 @@ class ClassifierConformance:
         assert all(0.0 <= s <= 1.0 for s in scores)
         assert prediction.latency_ms >= 0.0
         assert prediction.top == prediction.labels[0]
+        assert prediction.outcome == "answered", "classifiers always answer (only generative models abstain)"
         limits = classifier.image_limits()
         expected = prepare(sample_images[0], max_bytes=limits.max_bytes, max_side=limits.max_side)
         assert prediction.image_sha256 == expected.sha256
@@ -112,3 +129,20 @@ class ClassifierConformance:
     def test_context_manager_closes(self, classifier: Classifier) -> None:
         with classifier as entered:
             assert entered is classifier
+
+    def test_accepts_a_per_image_context(self, classifier: Classifier, sample_images) -> None:
+        context = ImageContext(age=55.0, sex="female", site="back")
+        prediction = classifier.classify(sample_images[0], context=context)
+        assert prediction.labels or prediction.outcome != "answered"
+        (paired,) = classifier.classify_batch([(sample_images[0], {"age": 55, "sex": "F", "site": "back"})])
+        assert paired.image_sha256 == prediction.image_sha256
+
+    def test_pickles_as_settings(self, classifier: Classifier) -> None:
+        """Process pools and Ray ship adapters to workers: rebuilt from settings, clients made lazily."""
+        copy = pickle.loads(pickle.dumps(classifier))
+        assert type(copy) is type(classifier)
+        assert (copy.name, copy.settings, copy.model_id) == (
+            classifier.name,
+            classifier.settings,
+            classifier.model_id,
+        )

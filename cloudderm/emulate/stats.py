@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cloudderm.testing.uploads import PRIVACY_FINDINGS, find_metadata
+from cloudderm.emulate.uploads import PRIVACY_FINDINGS, find_metadata
 
 __all__ = ["EmulatorStats", "EndpointStats"]
 
