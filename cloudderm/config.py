@@ -131,6 +131,12 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     found = find_config(path)
     try:
         raw = yaml.safe_load(found.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(
+            "not UTF-8 text: is it the right file? Save YAML as UTF-8", file=str(found)
+        ) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read it: {e.strerror or e}", file=str(found)) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

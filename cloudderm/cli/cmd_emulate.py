@@ -156,20 +156,25 @@ def build_emulator(args: argparse.Namespace) -> tuple[Emulator, list[Classifier]
 
 
 def print_banner(emu: Emulator, console: Console, warnings: list[str]) -> None:
-    """What a user needs to point the adapters (or any client) at the running emulator."""
+    """What a user needs to point the adapters (or any client) at the running emulator.
+
+    Values the user typed (names, keys, regions) are escaped: ``[/bold]`` in one is text, not markup.
+    """
+    from rich.markup import escape
+
     for warning in warnings:
-        console.print(f"[bold yellow]warning:[/] {warning}")
-    console.print(f"[bold]cloudderm emulator[/] listening on [cyan]{emu.base_url}[/]")
-    console.print(f"faults: {emu.app.faults.describe()}")
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}")
+    console.print(f"[bold]cloudderm emulator[/] listening on [cyan]{escape(emu.base_url)}[/]")
+    console.print(f"faults: {escape(emu.app.faults.describe())}")
     for name in sorted(emu.app.endpoints):
-        console.print(f"  [bold]{name}[/]")
+        console.print(f"  [bold]{escape(name)}[/]")
         for protocol in emu.app.protocols:
-            console.print(f"    {protocol.title:<10} {protocol.banner(emu, name)}")
-    console.print(f"  {'stats':<12} GET  {emu.stats_url}")
+            console.print(f"    {protocol.title:<10} {escape(protocol.banner(emu, name))}")
+    console.print(f"  {'stats':<12} GET  {escape(emu.stats_url)}")
     env = emu.client_env()
     if env:
         exports = " ".join(f"{k}={v}" for k, v in env.items())
-        console.print(f"clients need some credentials (not checked): export {exports}")
+        console.print(f"clients need some credentials (not checked): export {escape(exports)}")
     console.print("providers block for cloudderm.yaml:")
     print(emu.providers_yaml(), flush=True)
     console.print("[dim]Ctrl-C to stop[/]")

@@ -47,23 +47,23 @@ class OutputFolder:
             _release(lock)
 
 
-def check_writable(path: Path) -> None:
-    """Create ``path`` if needed and prove a file can be written there."""
-    where = {"field": "out"}
+def check_writable(path: Path, flag: str = "-o") -> None:
+    """Create ``path`` if needed and prove a file can be written there (``flag`` names the option)."""
+    where = {"field": "out" if flag == "-o" else flag.lstrip("-")}
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"output folder {path} is an existing file: choose another -o", **where)
+        raise ConfigError(f"output folder {path} is an existing file: choose another {flag}", **where)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(
-            f"cannot create output folder {path}: {e.strerror or e}; choose a writable -o", **where
+            f"cannot create output folder {path}: {e.strerror or e}; choose a writable {flag}", **where
         ) from None
     try:
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as e:
         raise ConfigError(
-            f"output folder {path} is not writable: {e.strerror or e}; choose a writable -o", **where
+            f"output folder {path} is not writable: {e.strerror or e}; choose a writable {flag}", **where
         ) from None
 
 
