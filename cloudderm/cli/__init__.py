@@ -32,6 +32,7 @@ __all__ = [
     "clean_message",
     "main",
     "output_console",
+    "quiet_library_progress",
 ]
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_POLICY = 0, 1, 2, 3
@@ -96,6 +97,23 @@ def clean_message(error: object) -> str:
     from cloudderm.redact import scrub_text
 
     return escape(scrub_text(str(error)))
+
+
+def quiet_library_progress() -> None:
+    """``--no-progress`` also silences library bars (transformers' "Loading weights", hub downloads).
+
+    The hub reads ``HF_HUB_DISABLE_PROGRESS_BARS`` when imported; transformers copies it then, so a module
+    already imported is told directly.
+    """
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    elif "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
 
 
 def output_console() -> Any:

@@ -18,6 +18,7 @@ from cloudderm.cli import (
     clean_message,
     output_console,
     positive_int,
+    quiet_library_progress,
 )
 
 EXIT_INTERRUPTED = 130
@@ -98,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
 
     console = output_console()
     err = Console(stderr=True, soft_wrap=True)
+    if args.no_progress:
+        quiet_library_progress()
     config = load_config(args.config)
     try:
         taxonomy = get_taxonomy(config.taxonomy, config.labels)
@@ -136,6 +139,9 @@ def run(args: argparse.Namespace) -> int:
             err.print(
                 f"[red]{escape(name)}:[/] {detail}" + (f" ({clean_message(breaker)})" if breaker else "")
             )
+    reused = sum((summary["run"].get("reused") or {}).values())
+    if reused:
+        console.print(f"resumed: {reused} stored answer(s) reused, not sent again")
     console.print(
         f"wrote {args.out}/: results.sqlite, predictions.jsonl, summary.json, report.md, report.html"
     )

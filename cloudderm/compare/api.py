@@ -9,6 +9,7 @@ reports, (6) print the side-by-side table when a console is given.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -185,6 +186,9 @@ def run_compare(
                 images_root=data.images_root,
                 baseline_dir=Path(baseline) if baseline is not None else None,
             )
+            if baseline is not None:  # write_reports diffs a copy; the terminal and the caller see it too
+                written = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
+                summary["baseline_diff"] = written.get("baseline_diff")
             if console is not None:
                 render_terminal(summary, console)
             return summary

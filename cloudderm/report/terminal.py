@@ -46,6 +46,8 @@ def render_terminal(summary: Mapping[str, Any], console: Any) -> None:
     _print_warnings(summary, names, console)
     diff = summary.get("baseline_diff")
     if isinstance(diff, Mapping) and diff.get("providers"):
+        if diff.get("image_set"):  # said before any number: these changes mix data and model changes
+            console.print(Text(f"WARNING: {diff['image_set']}", style="bold yellow"))
         console.print(_diff(summary, diff))
     as_of = summary.get("pricing_as_of")
     note = (
@@ -130,10 +132,7 @@ def _diff(summary: Mapping[str, Any], diff: Mapping[str, Any]) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    title = f"changes since {diff.get('baseline')}"
-    if diff.get("image_set"):
-        title += f"\nWARNING: {diff['image_set']}"
-    table = Table(title=Text(title))
+    table = Table(title=Text(f"changes since {diff.get('baseline')}"))
     for column in (
         "provider",
         "status",

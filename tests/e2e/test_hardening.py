@@ -206,3 +206,40 @@ def test_first_error_of_each_kind_is_in_every_report(dataset: Path, tmp_path: Pa
         (out / "report.html").read_text(),
     ):
         assert f"first {kind}:" in text and "could not send the request" in text
+
+
+def test_resume_says_how_many_answers_it_reused(dataset: Path, logged_config, tmp_path, capsys) -> None:
+    """Item 18: a resumed run prints how many stored answers it reused."""
+    config, _ = logged_config
+    out = tmp_path / "out"
+    assert _compare(dataset, config, out) == 0
+    assert "reused" not in capsys.readouterr().out
+    assert _compare(dataset, config, out) == 0
+    assert "resumed: 3 stored answer(s) reused, not sent again" in capsys.readouterr().out
+
+
+def test_no_progress_silences_library_bars(dataset: Path, logged_config, tmp_path, monkeypatch) -> None:
+    """Item 18: transformers' "Loading weights" bars obey --no-progress."""
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    config, _ = logged_config
+    assert _compare(dataset, config, tmp_path / "out") == 0
+    assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+    if "transformers" in __import__("sys").modules:
+        from transformers.utils import logging as hf_logging
+
+        assert not hf_logging.is_progress_bar_enabled()
+        hf_logging.enable_progress_bar()
+
+
+def test_baseline_over_other_images_says_so_at_the_top(dataset: Path, logged_config, tmp_path, capsys):
+    """Item 18: a diff against a baseline run on a different image set says so before any number."""
+    config, _ = logged_config
+    assert _compare(dataset, config, tmp_path / "old") == 0
+    (dataset / "extra.jpg").write_bytes(make_jpeg((1, 2, 3), (16, 12)))
+    capsys.readouterr()
+    assert _compare(dataset, config, tmp_path / "new", "--baseline", str(tmp_path / "old")) == 0
+    terminal = capsys.readouterr().out
+    note = "different image sets: 1 image(s) only in this run, 0 only in the baseline, 3 in both"
+    assert note in terminal.replace("\n", " ") or note in terminal
+    for report in ("report.md", "report.html"):
+        assert note in (tmp_path / "new" / report).read_text()
