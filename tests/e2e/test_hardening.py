@@ -243,3 +243,27 @@ def test_baseline_over_other_images_says_so_at_the_top(dataset: Path, logged_con
     assert note in terminal.replace("\n", " ") or note in terminal
     for report in ("report.md", "report.html"):
         assert note in (tmp_path / "new" / report).read_text()
+
+
+def test_vertex_without_google_credentials_is_exit_2_in_compare_and_classify(
+    dataset: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """Item 1: the error raised at warm-up goes through the adapter's mapping: a clean message, exit 2."""
+    pytest.importorskip("google.cloud.aiplatform_v1")
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    def no_credentials(**kwargs):
+        raise DefaultCredentialsError("Your default credentials were not found.")
+
+    monkeypatch.setattr(google.auth, "default", no_credentials)
+    config = tmp_path / "vertex.yaml"
+    config.write_text(
+        "providers:\n  vx: {adapter: vertex, project: p, location: europe-west2, endpoint_id: '123'}\n"
+    )
+    assert _compare(dataset, config, tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "no Google credentials" in err and "gcloud auth application-default login" in err
+    assert "Traceback" not in err
+    assert main(["classify", str(dataset / "img0.jpg"), "-c", str(config)]) == 2
+    assert "no Google credentials" in capsys.readouterr().err
