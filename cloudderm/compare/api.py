@@ -9,19 +9,23 @@ reports, (6) print the side-by-side table when a console is given.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from cloudderm.compare.datasets import Dataset, DatasetError, open_dataset
 from cloudderm.compare.export import ExportTarget, export_predictions
+from cloudderm.compare.outdir import OutputFolder
 from cloudderm.compare.pool import WorkerPool, default_workers, runs_in_worker
 from cloudderm.compare.progress import make_progress
 from cloudderm.compare.runner import DEFAULT_BREAKER_THRESHOLD, ProviderPlan, Runner, RunOutcome
 from cloudderm.compare.store import ResultStore, config_hash
 from cloudderm.config import Config, load_config
 from cloudderm.errors import CloudDermError, ConfigError
+from cloudderm.startup import start_providers
 from cloudderm.taxonomy import get_taxonomy
 
 if TYPE_CHECKING:
@@ -134,78 +138,90 @@ def run_compare(
     n_workers = default_workers() if workers is None else workers
     if n_workers < 1:
         raise ConfigError("--workers must be at least 1")
-    classifiers = _build_all(cfg, names)
-    pool: WorkerPool | None = None
-    try:
-        for clf in classifiers:  # model loads and SDK imports must not count as the first image's latency
-            clf.warm_up()
-        pooled = {id(clf) for clf in classifiers if n_workers > 1 and runs_in_worker(clf)}
-        plans = [
-            ProviderPlan(
-                name=clf.name,
-                classifier=clf,
-                config_hash=config_hash(clf.settings, clf.hash_extras()),
-                concurrency=_lane_threads(
-                    concurrency or clf.settings.concurrency or cfg.defaults.concurrency,
-                    n_workers if id(clf) in pooled else 0,
-                ),
-                requests_per_second=clf.settings.requests_per_second,
-            )
-            for clf in classifiers
-        ]
-        if n_workers > 1:
-            pool = WorkerPool(
-                n_workers, {p.config_hash: p.classifier for p in plans if id(p.classifier) in pooled}
-            )
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with ResultStore(out_dir / RESULTS_DB, resume=resume) as store:
-            runner = Runner(
-                plans,
-                store,
-                progress=make_progress(progress, console),
-                sleep=sleep,
-                breaker_threshold=breaker_threshold,
-                pool=pool,
-            )
-            outcome = runner.run(iter(data), len(data))
-            if outcome.interrupted:
-                hint = resume_hint or "call run_compare again with the same arguments"
-                message = (
-                    f"interrupted: every answer received so far is saved in {out_dir / RESULTS_DB}. "
-                    f"To resume without repeating any call, run: {hint}"
-                )
-                raise CompareInterrupted(message, outcome, out_dir)
-            counts = export_predictions(
-                store,
-                out_dir / PREDICTIONS,
-                [ExportTarget(p.name, p.config_hash, p.classifier.taxonomy) for p in plans],
-            )
-        summary = _summarise(
-            out_dir, data, plans, outcome, counts, subgroups, taxonomy, limit, volume, cfg.policy
-        )
-        summary["run"]["workers"] = n_workers
-        from cloudderm.report import render_terminal, write_reports
+    if baseline is not None:
+        from cloudderm.report import check_baseline
 
-        write_reports(
-            out_dir,
-            summary,
-            out_dir / PREDICTIONS,
-            images_root=data.images_root,
-            baseline_dir=Path(baseline) if baseline is not None else None,
-        )
-        if console is not None:
-            render_terminal(summary, console)
-        return summary
-    finally:
-        if pool is not None:
-            pool.close()
-        for clf in classifiers:
-            clf.close()
+        check_baseline(Path(baseline))  # a mistyped --baseline fails now, not after the run
+    classifiers = _build_all(cfg, names)  # policy first: a refused run leaves nothing on disk
+    try:
+        folder = OutputFolder(out_dir).acquire()  # a bad or busy -o fails before any model loads
+    except BaseException:
+        _close_all(classifiers)
+        raise
+    with folder:
+        try:
+            start_providers(classifiers)  # secrets checked; model loads never count as the first latency
+            pooled = {id(clf) for clf in classifiers if n_workers > 1 and runs_in_worker(clf)}
+            plans = [
+                ProviderPlan(
+                    name=clf.name,
+                    classifier=clf,
+                    config_hash=config_hash(clf.settings, clf.hash_extras()),
+                    concurrency=_lane_threads(
+                        concurrency or clf.settings.concurrency or cfg.defaults.concurrency,
+                        n_workers if id(clf) in pooled else 0,
+                    ),
+                    requests_per_second=clf.settings.requests_per_second,
+                )
+                for clf in classifiers
+            ]
+            local = {p.config_hash: p.classifier for p in plans if id(p.classifier) in pooled}
+            with (
+                WorkerPool(n_workers, local) if n_workers > 1 else nullcontext() as pool,
+                ResultStore(out_dir / RESULTS_DB, resume=resume) as store,
+            ):
+                runner = Runner(
+                    plans,
+                    store,
+                    progress=make_progress(progress, console),
+                    sleep=sleep,
+                    breaker_threshold=breaker_threshold,
+                    pool=pool,
+                )
+                outcome = runner.run(iter(data), len(data))
+                if outcome.interrupted:
+                    hint = resume_hint or "call run_compare again with the same arguments"
+                    message = (
+                        f"interrupted: every answer received so far is saved in {out_dir / RESULTS_DB}. "
+                        f"To resume without repeating any call, run: {hint}"
+                    )
+                    raise CompareInterrupted(message, outcome, out_dir)
+                counts = export_predictions(
+                    store,
+                    out_dir / PREDICTIONS,
+                    [ExportTarget(p.name, p.config_hash, p.classifier.taxonomy) for p in plans],
+                )
+            summary = _summarise(
+                out_dir, data, plans, outcome, counts, subgroups, taxonomy, limit, volume, cfg.policy
+            )
+            summary["run"]["workers"] = n_workers
+            from cloudderm.report import render_terminal, write_reports
+
+            write_reports(
+                out_dir,
+                summary,
+                out_dir / PREDICTIONS,
+                images_root=data.images_root,
+                baseline_dir=Path(baseline) if baseline is not None else None,
+            )
+            if baseline is not None:  # write_reports diffs a copy; the terminal and the caller see it too
+                written = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
+                summary["baseline_diff"] = written.get("baseline_diff")
+            if console is not None:
+                render_terminal(summary, console)
+            return summary
+        finally:
+            _close_all(classifiers)
 
 
 def _lane_threads(concurrency: int, workers: int) -> int:
     """Threads feeding a provider: a local model in worker processes needs one per worker to keep all busy."""
     return max(concurrency, workers)
+
+
+def _close_all(classifiers: Sequence[Classifier]) -> None:
+    for clf in classifiers:
+        clf.close()
 
 
 def _build_all(cfg: Config, names: Sequence[str]) -> list[Classifier]:
@@ -239,7 +255,7 @@ def _summarise(
     from cloudderm.compare.summary import build_summary
     from cloudderm.governance.risk import risk_register
     from cloudderm.pricing import catalog_as_of
-    from cloudderm.pricing.section import DEFAULT_VOLUME, cost_section
+    from cloudderm.pricing.section import DEFAULT_VOLUME, attach_projections, cost_section
 
     providers: dict[str, dict] = {}
     for plan in plans:
@@ -266,7 +282,8 @@ def _summarise(
         pricing_as_of=catalog_as_of(),
     )
     summary["volume"] = {"images_per_month": volume or DEFAULT_VOLUME, "assumed": volume is None}
-    summary["cost"] = cost_section([p.classifier for p in plans], summary, volume or DEFAULT_VOLUME)
+    section = cost_section([p.classifier for p in plans], summary, volume or DEFAULT_VOLUME)
+    summary["cost"] = attach_projections(summary, section)  # figures: providers.*.cost_usd.projected
     summary["risks"] = risk_register(summary, summary.get("governance") or {}, policy)
     summary["run"] = {
         "out": str(out_dir),
