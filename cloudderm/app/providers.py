@@ -51,11 +51,11 @@ class ClassifyOutcome:
 class ProviderPool:
     """The usable classifiers of a config, built and warmed once; the rest with their reasons."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, unreadable: Sequence[Unavailable] = ()) -> None:
         self.config = config
         self._secrets = config_secrets(config)
         self.usable: dict[str, Classifier] = {}
-        self.unavailable: list[Unavailable] = []
+        self.unavailable: list[Unavailable] = list(unreadable)
         for name in config.providers:
             self._add(name)
 

@@ -106,7 +106,7 @@ def load_run(folder: str | Path) -> Run:
     if not store.is_file() and not jsonl.is_file():
         raise ConfigError(f"{root} is not a compare output folder (no results.sqlite or predictions.jsonl)")
     summary = _json_file(summary_file)
-    finished = jsonl.is_file() and (not store.is_file() or jsonl.stat().st_mtime >= store.stat().st_mtime)
+    finished = jsonl.is_file() and (not store.is_file() or jsonl.stat().st_mtime >= _last_answer(store))
     if finished:
         rows = list(_jsonl_rows(jsonl))
     else:
@@ -130,11 +130,26 @@ def _jsonl_rows(path: Path) -> Iterable[dict[str, Any]]:
                 continue
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    """A read-only connection: it takes no write lock, so the runner keeps writing."""
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+
+
+def _last_answer(store: Path) -> float:
+    """When the last answer landed (``predictions.jsonl`` written later means the run finished)."""
+    conn = _connect(store)
+    try:
+        (updated,) = conn.execute("SELECT MAX(updated) FROM results").fetchone()
+    finally:
+        conn.close()
+    return float(updated or 0.0)
+
+
 def _store_rows(path: Path, taxonomy_name: str) -> Iterable[dict[str, Any]]:
     from cloudderm.taxonomy import get_taxonomy
 
     taxonomy = get_taxonomy(taxonomy_name)
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+    conn = _connect(path)
     try:
         query = (
             "SELECT i.image, i.truth, r.provider, r.status, r.record FROM run_items i "

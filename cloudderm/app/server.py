@@ -49,8 +49,16 @@ def read_auth_file(path: str | os.PathLike) -> list[tuple[str, str]]:
     return pairs
 
 
-def create(config: Any, results: str | os.PathLike | None = None, examples: Path | None = None) -> Any:
-    """``(blocks, state, tempdir)``: the app built for ``config`` (providers warmed up, nothing sent)."""
+def create(
+    config: Any,
+    results: str | os.PathLike | None = None,
+    examples: Path | None = None,
+    notice: str | None = None,
+) -> Any:
+    """``(blocks, state, tempdir)``: the app built for ``config`` (providers warmed up, nothing sent).
+
+    ``config`` is a Config or ``load_app_config``'s ``(Config, unreadable providers)``.
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from cloudderm.app.providers import ProviderPool
     from cloudderm.app.ui import AppState, build_app
@@ -60,9 +68,10 @@ def create(config: Any, results: str | os.PathLike | None = None, examples: Path
         raise ConfigError(f"--results {results} is not a folder")
     tempdir = AppTempDir()
     state = AppState(
-        pool=ProviderPool(config),
+        pool=ProviderPool(*config) if isinstance(config, tuple) else ProviderPool(config),
         examples=examples,
         results=Path(results).resolve() if results is not None else None,
+        notice=notice,
     )
     return build_app(state), state, tempdir
 
@@ -76,6 +85,7 @@ def launch(
     auth_file: str | None = None,
     insecure_public: bool = False,
     examples: Path | None = None,
+    notice: str | None = None,
     block: bool = True,
 ) -> Any:
     """Build and serve the app; returns the Blocks (when ``block`` is False the server keeps running)."""
@@ -91,7 +101,7 @@ def launch(
             "this port can send images to your providers, at your cost.",
             file=sys.stderr,
         )
-    blocks, state, tempdir = create(config, results, examples)
+    blocks, state, tempdir = create(config, results, examples, notice)
     allowed = [str(examples)] if examples is not None else None
     try:
         blocks.launch(

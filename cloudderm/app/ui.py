@@ -34,6 +34,7 @@ class AppState:
     pool: ProviderPool
     examples: Path | None = None
     results: Path | None = None
+    notice: str | None = None  # shown under the banner, e.g. "these are untrained stand-ins"
     _session_files: dict[str, set[str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -80,6 +81,8 @@ def build_app(state: AppState) -> Any:
     gr = import_gradio()
     with gr.Blocks(title="cloudderm", delete_cache=(600, 3600)) as blocks:
         gr.HTML(banner_html(), elem_id="cd-banner")
+        if state.notice:
+            gr.Markdown(f"**Note:** {state.notice}", elem_id="cd-notice")
         with gr.Tab("Classify", id="classify"):
             _classify_tab(gr, state)
         with gr.Tab("Results", id="results"):
@@ -130,8 +133,10 @@ def _classify_tab(gr: Any, state: AppState) -> None:
 
     example.change(pick, inputs=example, outputs=image, api_visibility="private")
     run.click(classify_ui, inputs=[image, providers], outputs=cards, api_visibility="private")
+    # The API takes any provider names (a refused or unknown one gets an error entry, not a 500).
+    api_names = gr.JSON(visible=False, label="providers")
     hidden = gr.Button(visible=False)
-    hidden.click(classify_api, inputs=[image, providers], outputs=api_json, api_name="classify")
+    hidden.click(classify_api, inputs=[image, api_names], outputs=api_json, api_name="classify")
 
 
 def _results_tab(gr: Any, state: AppState) -> tuple[Any, Any, Any] | None:

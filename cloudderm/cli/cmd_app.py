@@ -28,12 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cloudderm.app._gradio import import_gradio
+    from cloudderm.app.appconfig import load_app_config
     from cloudderm.app.server import launch
-    from cloudderm.config import load_config
     from cloudderm.demo import find_examples
 
     import_gradio()  # the install hint before anything else
-    config = load_config(args.config)
+    config = load_app_config(args.config)  # a provider missing its secret is listed, not fatal
     examples, _ = find_examples(args.examples)
     launch(
         config,
