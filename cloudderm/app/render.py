@@ -22,7 +22,7 @@ TOP_K = 5
 def banner_html() -> str:
     return (
         '<div class="cd-banner" role="alert" style="background:#7a1c1c;color:#fff;padding:10px 14px;'
-        f'border-radius:6px;font-weight:600">⚠ Not a diagnosis. {escape(NOT_A_DIAGNOSIS)}</div>'
+        f'border-radius:6px;font-weight:600">⚠ {escape(NOT_A_DIAGNOSIS)}</div>'
     )
 
 

@@ -146,27 +146,27 @@ def _last_answer(store: Path) -> float:
 
 
 def _store_rows(path: Path, taxonomy_name: str) -> Iterable[dict[str, Any]]:
+    """Rows of a run still being written, shaped exactly as ``predictions.jsonl`` will have them."""
+    from cloudderm.compare.export import _line  # the one owner of a stored answer's canonical code/triage
     from cloudderm.taxonomy import get_taxonomy
 
     taxonomy = get_taxonomy(taxonomy_name)
     conn = _connect(path)
     try:
         query = (
-            "SELECT i.image, i.truth, r.provider, r.status, r.record FROM run_items i "
-            "JOIN results r ON r.sha256 = i.sha256 ORDER BY i.seq"
+            "SELECT i.image, i.sha256, i.truth, i.truth_raw, i.metadata, r.provider, r.status, r.attempts, "
+            "r.record FROM run_items i JOIN results r ON r.sha256 = i.sha256 ORDER BY i.seq"
         )
-        for image, truth, provider, status, record in conn.execute(query):
-            data = json.loads(record)
-            labels = data.get("labels") or []
-            canonical = taxonomy.canonical(labels[0]["label"]) if labels else None
-            yield {
+        for image, sha, truth, truth_raw, metadata, provider, status, attempts, record in conn.execute(query):
+            item = {
                 "image": image,
+                "sha256": sha,
                 "truth": truth,
-                "provider": provider,
-                "status": status,
-                **data,
-                "canonical": canonical,
+                "truth_raw": truth_raw,
+                "metadata": json.loads(metadata),
             }
+            answer = {"status": status, "attempts": attempts, **json.loads(record)}
+            yield _line(item, provider, answer, taxonomy)
     finally:
         conn.close()
 

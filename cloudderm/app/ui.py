@@ -99,7 +99,10 @@ def _classify_tab(gr: Any, state: AppState) -> None:
             image = gr.Image(type="filepath", label="Image", sources=["upload"], elem_id="cd-image")
             gr.Markdown(f"Limits: {LIMITS_TEXT}", elem_id="cd-limits")
             example = gr.Dropdown(
-                choices=state.example_files(), label="…or pick a bundled example", elem_id="cd-example"
+                choices=state.example_files(),
+                value=None,
+                label="…or pick a bundled example",
+                elem_id="cd-example",
             )
             providers = gr.CheckboxGroup(
                 choices=state.pool.names, value=state.pool.names, label="Providers", elem_id="cd-providers"
