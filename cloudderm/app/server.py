@@ -11,10 +11,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloudderm.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cloudderm.app.providers import ProviderPool
 
 __all__ = ["create", "is_loopback", "launch", "read_auth_file"]
 
@@ -60,7 +64,6 @@ def create(
     ``config`` is a Config or ``load_app_config``'s ``(Config, unreadable providers)``.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from cloudderm.app.providers import ProviderPool
     from cloudderm.app.ui import AppState, build_app
     from cloudderm.app.uploads import AppTempDir
 
@@ -68,12 +71,23 @@ def create(
         raise ConfigError(f"--results {results} is not a folder")
     tempdir = AppTempDir()
     state = AppState(
-        pool=ProviderPool(*config) if isinstance(config, tuple) else ProviderPool(config),
+        pool_or_future=_start_pool(config),
         examples=examples,
         results=Path(results).resolve() if results is not None else None,
         notice=notice,
     )
     return build_app(state), state, tempdir
+
+
+def _start_pool(config: Any) -> Future[ProviderPool]:
+    """Build and warm up the providers in a background thread, so the server answers meanwhile."""
+    from cloudderm.app.providers import ProviderPool
+
+    args = config if isinstance(config, tuple) else (config,)
+    executor = ThreadPoolExecutor(1, thread_name_prefix="cloudderm-app-providers")
+    future = executor.submit(ProviderPool, *args)
+    executor.shutdown(wait=False)
+    return future
 
 
 def launch(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,14 +30,24 @@ REFRESH_S = 5.0
 
 @dataclass
 class AppState:
-    """What the handlers share: the provider pool, the example images, the results folder."""
+    """What the handlers share: the provider pool, the example images, the results folder.
 
-    pool: ProviderPool
+    ``pool`` may be a Future: providers are built and warmed up (SDK imports, model loads, credential
+    look-ups) in the background while the server starts, and the page fills its provider list when ready.
+    """
+
+    pool_or_future: ProviderPool | Future[ProviderPool]
     examples: Path | None = None
     results: Path | None = None
     notice: str | None = None  # shown under the banner, e.g. "these are untrained stand-ins"
     _session_files: dict[str, set[str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def pool(self) -> ProviderPool:
+        if isinstance(self.pool_or_future, Future):
+            return self.pool_or_future.result()
+        return self.pool_or_future
 
     def example_files(self) -> list[str]:
         if self.examples is None:
@@ -84,7 +95,8 @@ def build_app(state: AppState) -> Any:
         if state.notice:
             gr.Markdown(f"**Note:** {state.notice}", elem_id="cd-notice")
         with gr.Tab("Classify", id="classify"):
-            _classify_tab(gr, state)
+            offer = _classify_tab(gr, state)
+        blocks.load(*offer, api_visibility="private")
         with gr.Tab("Results", id="results"):
             first_fill = _results_tab(gr, state)
         if first_fill is not None:
@@ -93,7 +105,8 @@ def build_app(state: AppState) -> Any:
     return blocks
 
 
-def _classify_tab(gr: Any, state: AppState) -> None:
+def _classify_tab(gr: Any, state: AppState) -> tuple[Any, Any, Any]:
+    """The tab's components; returns (fn, inputs, outputs) that offer the providers when a page opens."""
     with gr.Row():
         with gr.Column(scale=1):
             image = gr.Image(type="filepath", label="Image", sources=["upload"], elem_id="cd-image")
@@ -105,10 +118,10 @@ def _classify_tab(gr: Any, state: AppState) -> None:
                 elem_id="cd-example",
             )
             providers = gr.CheckboxGroup(
-                choices=state.pool.names, value=state.pool.names, label="Providers", elem_id="cd-providers"
+                choices=[], label="Providers (checking which can be used…)", elem_id="cd-providers"
             )
             run = gr.Button("Classify", variant="primary", elem_id="cd-run")
-            gr.HTML(unavailable_html(state.pool.unavailable), elem_id="cd-unavailable")
+            unavailable = gr.HTML(elem_id="cd-unavailable")
         with gr.Column(scale=2):
             cards = gr.HTML(elem_id="cd-cards")
             api_json = gr.JSON(visible=False)
@@ -134,12 +147,19 @@ def _classify_tab(gr: Any, state: AppState) -> None:
             error = {"provider": "-", "kind": type(e).__name__, "message": str(e)}
             return {"predictions": [], "errors": [error]}
 
+    def offer() -> tuple[Any, str]:
+        pool = state.pool  # waits for the start-up checks
+        box = gr.CheckboxGroup(choices=pool.names, value=pool.names, label="Providers")
+        return box, unavailable_html(pool.unavailable)
+
+    fill = (offer, None, [providers, unavailable])
     example.change(pick, inputs=example, outputs=image, api_visibility="private")
     run.click(classify_ui, inputs=[image, providers], outputs=cards, api_visibility="private")
     # The API takes any provider names (a refused or unknown one gets an error entry, not a 500).
     api_names = gr.JSON(visible=False, label="providers")
     hidden = gr.Button(visible=False)
     hidden.click(classify_api, inputs=[image, api_names], outputs=api_json, api_name="classify")
+    return fill
 
 
 def _results_tab(gr: Any, state: AppState) -> tuple[Any, Any, Any] | None:

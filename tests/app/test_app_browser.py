@@ -19,6 +19,7 @@ TIMEOUT_MS = 120_000
 def test_classify_tab_shows_a_card_per_provider_warnings_first_and_the_refused_rule(page) -> None:
     assert "not a diagnosis" in page.locator("#cd-banner").inner_text().lower()
     assert "20 MB" in page.locator("#cd-limits").inner_text()
+    page.locator("#cd-providers").get_by_text("skin-vit").wait_for(timeout=TIMEOUT_MS)  # start-up checks done
     page.locator("#cd-image input[type=file]").set_input_files(str(IMAGE))
     page.locator("#cd-image img").first.wait_for(timeout=TIMEOUT_MS)
     page.locator("#cd-run").click()
