@@ -106,6 +106,7 @@ def _snippets(emu: Any, name: str) -> dict[str, dict[str, Any]]:
         "sagemaker": emu.sagemaker_config(name),
         "azureml": emu.azureml_config(name),
         "vertex": emu.vertex_config(name),
+        "openai": emu.config("openai", name),
     }
 
 

@@ -24,6 +24,7 @@ from cloudderm.retry import RetryPolicy, call_with_retries
 from cloudderm.taxonomy import HAM10000, Taxonomy
 
 if TYPE_CHECKING:
+    from cloudderm.explain.types import Explanation
     from cloudderm.governance.card import GovernanceCard, ModelFacts, ServiceFacts
     from cloudderm.pricing import PricingModel
 
@@ -187,6 +188,10 @@ class Classifier(ABC):
     def close(self) -> None:
         """Release clients, sessions and models."""
 
+    def hash_extras(self) -> dict[str, Any]:
+        """What decides the answers beyond the settings (a generative model's rendered prompt); hashed."""
+        return {}
+
     # ---- provided to users ----------------------------------------------------------------------
     def prepare(self, image: ImageLike | PreparedImage) -> PreparedImage:
         """Prepare one input for this provider's limits (metadata stripped, RGB, fitted)."""
@@ -229,6 +234,28 @@ class Classifier(ABC):
             for image, raw in zip(chunk, raws):
                 out.append(self._finish(image, raw, per_image_ms, len(chunk)))
         return out
+
+    def explain(
+        self,
+        image: ImageLike | PreparedImage,
+        *,
+        method: str = "auto",
+        target: str | None = None,
+        sanity: bool = False,
+        max_calls: int | None = None,
+        yes: bool = False,
+    ) -> Explanation:
+        """A saliency map of ``image`` for ``target`` (default: the top label); see docs/explain.md.
+
+        ``method``: ``auto`` (Grad-CAM for local CNNs, rollout for local ViTs, occlusion otherwise),
+        ``gradcam``, ``integrated-gradients``, ``rollout`` or ``occlusion``. Occlusion sends many images:
+        above ``max_calls`` (default: the 200-call budget, unless ``yes``) it refuses before the first.
+        """
+        from cloudderm.explain.api import explain_one
+
+        return explain_one(
+            self, image, method=method, target=target, sanity=sanity, max_calls=max_calls, yes=yes
+        )
 
     @property
     def governance(self) -> GovernanceCard:
@@ -312,6 +339,9 @@ class Classifier(ABC):
             details.setdefault("batch_size", batch)
         pricing = self.pricing
         cost = pricing.cost_per_call(batch) if pricing is not None else None
+        cost_for_usage = getattr(pricing, "cost_for_usage", None)
+        if raw.usage is not None and cost_for_usage is not None:
+            cost = cost_for_usage(raw.usage)  # token-priced: this call's own measured usage
         return Prediction(
             provider=self.name,
             adapter=self.adapter,

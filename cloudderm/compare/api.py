@@ -135,7 +135,7 @@ def run_compare(
             ProviderPlan(
                 name=clf.name,
                 classifier=clf,
-                config_hash=config_hash(clf.settings),
+                config_hash=config_hash(clf.settings, clf.hash_extras()),
                 concurrency=concurrency or clf.settings.concurrency or cfg.defaults.concurrency,
                 requests_per_second=clf.settings.requests_per_second,
             )

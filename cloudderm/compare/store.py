@@ -82,10 +82,17 @@ def public_settings(settings: AdapterSettings) -> dict[str, Any]:
 _DROP = object()
 
 
-def config_hash(settings: AdapterSettings) -> str:
-    """Stable 16-hex-digit identity of what decides a provider's answers (secrets and pacing excluded)."""
+def config_hash(settings: AdapterSettings, extras: dict[str, Any] | None = None) -> str:
+    """Stable 16-hex-digit identity of what decides a provider's answers (secrets and pacing excluded).
+
+    ``extras`` is what the classifier adds beyond its settings (``Classifier.hash_extras``: a generative
+    model's rendered prompt), so editing a prompt file starts a new run instead of mixing answers.
+    """
+    identity = {"class": type(settings).__module__ + "." + type(settings).__qualname__}
+    if extras:
+        identity["extras"] = extras
     blob = json.dumps(
-        {"class": type(settings).__module__ + "." + type(settings).__qualname__, **public_settings(settings)},
+        {**identity, **public_settings(settings)},
         sort_keys=True,
         separators=(",", ":"),
     )

@@ -8,6 +8,7 @@ from typing import Any
 from cloudderm.report import tables as t
 from cloudderm.report.common import DISCLAIMER, NA, cards_by_provider, fact_text, flags, provider_names
 from cloudderm.report.details import Details
+from cloudderm.report.explain_section import explain_markdown
 
 __all__ = ["render_markdown"]
 
@@ -85,6 +86,7 @@ def render_markdown(summary: Mapping[str, Any], details: Details) -> str:
     for table in t.diff_tables(summary):
         lines += _table(table)
     lines += _table(t.disagreement_table(summary, details))
+    lines += explain_markdown(summary)  # only when the run was given --explain N
     confusion = t.confusion_tables(summary)
     if confusion:
         lines += ["## Confusion matrices", "", "Rows: true label; columns: predicted label.", ""]

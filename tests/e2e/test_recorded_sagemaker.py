@@ -8,6 +8,7 @@ from the environment; the recorded cassette must hold none of them (SigV4 header
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator
 
 import pytest
@@ -16,18 +17,25 @@ from cloudderm.testing import cassette
 from cloudderm.testing.cassettes import Recording
 from cloudderm.testing.errors import CassetteMiss
 from tests.conftest import REPO_ROOT, isolate_aws, make_jpeg
+from tests.e2e.emulator_support import HAM_LABELS
 from tests.e2e.loopback import (
-    HAM_LABELS,
     REGION,
     loopback_only,
     moto_server,
     queue_sagemaker_results,
-    scores_for,
 )
 
 pytest.importorskip("moto")
 pytest.importorskip("boto3")
 from cloudderm.adapters.sagemaker import SageMakerClassifier, SageMakerSettings
+
+
+def scores_for(data: bytes, n: int = len(HAM_LABELS)) -> list[float]:
+    """A deterministic distribution over n classes from the bytes' hash (was in tests/e2e/loopback.py)."""
+    digest = hashlib.sha256(data).digest()
+    raw = [1 + digest[i] for i in range(n)]
+    return [value / sum(raw) for value in raw]
+
 
 pytestmark = pytest.mark.usefixtures(loopback_only.__name__, "aws_canaries")
 
