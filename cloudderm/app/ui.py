@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from cloudderm.app._gradio import import_gradio
+from cloudderm.app.overlay import explain_available, overlay_html
 from cloudderm.app.providers import ClassifyOutcome, ProviderPool
 from cloudderm.app.render import banner_html, error_card, prediction_card, unavailable_html
 from cloudderm.app.results import TABLE_FILTERS, load_run
 from cloudderm.app.uploads import LIMITS_TEXT, prepare_upload
 from cloudderm.errors import CloudDermError, InvalidImageError
+from cloudderm.images import PreparedImage
 
 __all__ = ["AppState", "build_app"]
 
@@ -58,19 +60,31 @@ class AppState:
 
     def classify(self, image_path: str | None, providers: Sequence[str] | None) -> ClassifyOutcome:
         """Prepare the image (caps, metadata stripped) once, then ask each chosen provider."""
+        return self.classify_image(image_path, providers)[1]
+
+    def classify_image(
+        self, image_path: str | None, providers: Sequence[str] | None
+    ) -> tuple[PreparedImage | None, ClassifyOutcome]:
+        """``classify``, also returning the prepared image (for saliency overlays)."""
         names = list(providers or [])
         if not image_path:
             raise InvalidImageError("the upload", "no image was given")
         if not names:
-            return ClassifyOutcome(
-                errors=[{"provider": "-", "kind": "usage", "message": "choose a provider"}]
-            )
+            error = {"provider": "-", "kind": "usage", "message": "choose a provider"}
+            return None, ClassifyOutcome(errors=[error])
         offered = [n for n in names if n in self.pool.usable]
         image = prepare_upload(image_path, self.pool.limits(offered))
-        return self.pool.classify(image, names)
+        return image, self.pool.classify(image, names)
 
-    def cards(self, outcome: ClassifyOutcome) -> str:
-        parts = [prediction_card(p, self.pool.usable[p.provider].governance) for p in outcome.predictions]
+    def cards(
+        self, outcome: ClassifyOutcome, image: PreparedImage | None = None, saliency: bool = False
+    ) -> str:
+        """One card per answer (with the saliency overlay when asked and possible), then the errors."""
+        parts = []
+        for p in outcome.predictions:
+            classifier = self.pool.usable[p.provider]
+            overlay = overlay_html(classifier, image) if saliency and image is not None else ""
+            parts.append(prediction_card(p, classifier.governance, overlay))
         parts += [error_card(e) for e in outcome.errors]
         return "".join(parts)
 
@@ -120,6 +134,12 @@ def _classify_tab(gr: Any, state: AppState) -> tuple[Any, Any, Any]:
             providers = gr.CheckboxGroup(
                 choices=[], label="Providers (checking which can be used…)", elem_id="cd-providers"
             )
+            saliency = gr.Checkbox(
+                value=False,
+                visible=explain_available(),
+                label="Saliency overlay (local models only; Grad-CAM or attention rollout)",
+                elem_id="cd-saliency",
+            )
             run = gr.Button("Classify", variant="primary", elem_id="cd-run")
             unavailable = gr.HTML(elem_id="cd-unavailable")
         with gr.Column(scale=2):
@@ -131,10 +151,11 @@ def _classify_tab(gr: Any, state: AppState) -> tuple[Any, Any, Any]:
             return None
         return str(state.examples / name)
 
-    def classify_ui(path: str | None, names: list[str], request: gr.Request) -> str:
+    def classify_ui(path: str | None, names: list[str], saliency: bool, request: gr.Request) -> str:
         state.remember(getattr(request, "session_hash", None), path)
         try:
-            return state.cards(state.classify(path, names))
+            image, outcome = state.classify_image(path, names)
+            return state.cards(outcome, image, saliency)
         except CloudDermError as e:
             return error_card({"provider": "upload", "kind": type(e).__name__, "message": str(e)})
 
@@ -154,7 +175,7 @@ def _classify_tab(gr: Any, state: AppState) -> tuple[Any, Any, Any]:
 
     fill = (offer, None, [providers, unavailable])
     example.change(pick, inputs=example, outputs=image, api_visibility="private")
-    run.click(classify_ui, inputs=[image, providers], outputs=cards, api_visibility="private")
+    run.click(classify_ui, inputs=[image, providers, saliency], outputs=cards, api_visibility="private")
     # The API takes any provider names (a refused or unknown one gets an error entry, not a 500).
     api_names = gr.JSON(visible=False, label="providers")
     hidden = gr.Button(visible=False)

@@ -1,9 +1,10 @@
 """A Hugging Face Space (or any machine) running ``cloudderm app`` on the bundled example images.
 
-Providers: the two seed models of the demo, run locally: an ImageNet MobileNetV2 (out of domain on
-purpose: its cards carry the warning) and a skin-lesion ViT. When the real weights are neither cached
-nor downloadable within a few seconds, untrained stand-ins of the same architectures are built, and the
-page says so above everything else: their numbers show the pipeline, never a model's skill.
+Providers, run locally: the built-in trained models (``cloudderm models fetch --all``: a HAM10000
+Xception and an ImageNet EfficientNet-Lite0, out of domain on purpose, its cards carry the warning) when
+they are fetched; otherwise the demo's two seed models (an ImageNet MobileNetV2 and a skin-lesion ViT),
+or, when those are neither cached nor downloadable, untrained stand-ins of the same architectures. The
+page says which above everything else: a stand-in's numbers show the pipeline, never a model's skill.
 """
 
 from __future__ import annotations
@@ -18,19 +19,34 @@ from cloudderm.demo import UNTRAINED_WARNING, find_examples, resolve_models
 HERE = Path(__file__).resolve().parent
 
 
-def main() -> None:
+def providers_and_notice() -> tuple[dict[str, dict[str, str]], str]:
+    """The built-in models when fetched, else the demo's models or stand-ins; and what to announce."""
+    try:
+        from cloudderm.models.cards import CARDS
+        from cloudderm.models.store import is_ready
+
+        ready = [name for name, card in CARDS.items() if is_ready(card)]
+    except ImportError:  # the zoo extra is not installed
+        ready = []
+    if ready:
+        return {name: {"adapter": "zoo", "model": name} for name in ready}, (
+            "models: the built-in trained models (cloudderm models). Neither is a medical device."
+        )
     models = resolve_models(note=print)
+    untrained = f" {UNTRAINED_WARNING.capitalize()}." if models.untrained else ""
+    providers = {
+        "imagenet-mobilenet": {"adapter": "huggingface", "model": models.mobilenet},
+        "skin-vit": {"adapter": "huggingface", "model": models.skin_vit},
+    }
+    return providers, f"models: {models.origin} (the built-in models are not fetched).{untrained}"
+
+
+def main() -> None:
+    providers, notice = providers_and_notice()
     config = parse_config(
-        {
-            "policy": {"allowed_regions": ["local"], "intended_use": "research"},
-            "providers": {
-                "imagenet-mobilenet": {"adapter": "huggingface", "model": models.mobilenet},
-                "skin-vit": {"adapter": "huggingface", "model": models.skin_vit},
-            },
-        },
+        {"policy": {"allowed_regions": ["local"], "intended_use": "research"}, "providers": providers},
         source="examples/space/app.py",
     )
-    notice = f"models: {models.origin}." + (f" {UNTRAINED_WARNING.capitalize()}." if models.untrained else "")
     print(notice)
     images = (
         HERE / "images" if (HERE / "images").is_dir() else HERE.parent / "images"
