@@ -39,6 +39,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+	$(PY) benchmarks/readme_table.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache

@@ -223,6 +223,8 @@ class AzureMLOnnxClassifier(Classifier):
             raise MissingDependencyError(
                 install_hint("onnx", "onnxruntime to run exported Azure AutoML models")
             ) from e
+        from cloudderm.adapters._ort import session_options
+
         available = ort.get_available_providers()
         providers = self.onnx.providers or [
             p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available
@@ -230,9 +232,7 @@ class AzureMLOnnxClassifier(Classifier):
         missing = [p for p in providers if p not in available]
         if missing:
             raise self._fail(f"onnxruntime here lacks {missing}; available: {available}", "providers")
-        options = ort.SessionOptions()
-        if self.onnx.intra_op_threads:
-            options.intra_op_num_threads = self.onnx.intra_op_threads
+        options = session_options(ort, self.onnx.intra_op_threads)
         try:
             session = ort.InferenceSession(str(self.model_path), sess_options=options, providers=providers)
         except Exception as e:
