@@ -77,6 +77,25 @@ BUILTIN_ADAPTERS: Mapping[str, AdapterSpec] = MappingProxyType(
         "zoo": AdapterSpec(
             "cloudderm.adapters.zoo:ZooClassifier", "zoo", "built-in trained model from a PyPI wheel, local"
         ),
+        "custom-vision": AdapterSpec(
+            "cloudderm.adapters.custom_vision:CustomVisionClassifier", "custom-vision", "Azure Custom Vision"
+        ),
+        "cloud-vision": AdapterSpec(
+            "cloudderm.adapters.cloud_vision:CloudVisionClassifier",
+            "cloud-vision",
+            "Google Cloud Vision labels",
+        ),
+        "rekognition": AdapterSpec(
+            "cloudderm.adapters.rekognition:RekognitionClassifier", "aws", "AWS Rekognition (Custom) Labels"
+        ),
+        "hf-inference": AdapterSpec(
+            "cloudderm.adapters.hf_inference:HFInferenceClassifier", "hf-inference", "Hugging Face Inference"
+        ),
+        "kserve": AdapterSpec(
+            "cloudderm.adapters.kserve:KServeClassifier",
+            "kserve",
+            "Open Inference Protocol (KServe v2) server",
+        ),
         "mlflow": AdapterSpec(
             "cloudderm.adapters.mlflow_model:MlflowClassifier", "mlflow", "MLflow pyfunc or model server"
         ),

@@ -23,6 +23,11 @@ PROTOCOLS: Mapping[str, str] = MappingProxyType(
         "azureml": "cloudderm.emulate.azureml:AzureMLProtocol",
         "vertex": "cloudderm.emulate.vertex:VertexProtocol",
         "openai": "cloudderm.emulate.openai_chat:OpenAIChatProtocol",
+        "custom-vision": "cloudderm.emulate.custom_vision:CustomVisionProtocol",
+        "cloud-vision": "cloudderm.emulate.cloud_vision:CloudVisionProtocol",
+        "rekognition": "cloudderm.emulate.rekognition:RekognitionProtocol",
+        "hf-inference": "cloudderm.emulate.hf_inference:HFInferenceProtocol",
+        "kserve": "cloudderm.emulate.kserve:KServeProtocol",
     }
 )
 

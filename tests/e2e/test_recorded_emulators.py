@@ -33,7 +33,9 @@ def test_every_cloud_adapter_replays_what_it_recorded_from_the_emulators(tmp_pat
         make_jpeg((230, 200, 190), (80, 80)),
     ]
     backend = FakeClassifier("skin")
-    with Emulator(backends={"skin": backend}) as emulator:
+    # the managed vision services are recorded by test_recorded_services.py
+    protocols = ["sagemaker", "azureml", "vertex", "openai"]
+    with Emulator(backends={"skin": backend}, protocols=protocols) as emulator:
         for name, value in emulator.fake_aws_env().items():
             monkeypatch.setenv(name, value)
         config = parse_config({"providers": emulator.providers()})

@@ -65,11 +65,17 @@ def with_echo(monkeypatch: pytest.MonkeyPatch):
     get_protocol.cache_clear()
 
 
+BUILT_IN = [
+    "sagemaker", "azureml", "vertex", "openai",
+    "custom-vision", "cloud-vision", "rekognition", "hf-inference", "kserve",
+]  # fmt: skip
+
+
 def test_the_built_in_protocols_are_registered() -> None:
-    assert protocol_names() == ["sagemaker", "azureml", "vertex", "openai"]
-    assert [get_protocol(n).adapter for n in protocol_names()] == ["sagemaker", "azureml", "vertex", "openai"]
-    with pytest.raises(ValueError, match="known: sagemaker, azureml, vertex, openai"):
-        get_protocol("kserve")
+    assert protocol_names() == BUILT_IN
+    assert [get_protocol(n).adapter for n in protocol_names()] == BUILT_IN  # each named after its adapter
+    with pytest.raises(ValueError, match="known: sagemaker, azureml, vertex, openai, custom-vision"):
+        get_protocol("triton")
 
 
 def test_a_registered_protocol_is_served_with_faults_counters_and_snippets(with_echo) -> None:
@@ -101,5 +107,7 @@ def test_fault_plans_may_name_a_registered_protocol(with_echo) -> None:
 
 
 def test_cli_refuses_an_unknown_protocol_before_serving(capsys) -> None:
-    assert main(["emulate", "--protocol", "kserve"]) == EXIT_USAGE
-    assert "known: sagemaker, azureml, vertex" in " ".join(capsys.readouterr().err.split())
+    assert main(["emulate", "--protocol", "triton"]) == EXIT_USAGE
+    assert "known: sagemaker, azureml, vertex, openai, custom-vision" in " ".join(
+        capsys.readouterr().err.split()
+    )
