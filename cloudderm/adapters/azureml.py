@@ -117,7 +117,8 @@ class AzureMLClassifier(Classifier):
         self._pipeline: Any = None
         self._pipeline_transport: Any = None
         self._scoring_uri = _with_endpoint_url(settings.scoring_uri, settings.endpoint_url)
-        self._secrets: list[str] = [settings.api_key.get_secret_value()] if settings.api_key else []
+        # Only as SecretStr: vars(clf), reprs and tracebacks show ********** instead of a key.
+        self._secrets: list[SecretStr] = [settings.api_key] if settings.api_key else []
 
     # ---- settings ---------------------------------------------------------------------------------
     def _fail(self, message: str, field: str) -> ConfigError:
@@ -163,7 +164,8 @@ class AzureMLClassifier(Classifier):
     def model_id(self) -> str:
         s = self.azure
         uri = self._scoring_uri or ""
-        endpoint = s.endpoint_name or endpoint_from_uri(uri) or urlparse(uri).netloc or "azureml-endpoint"
+        host = urlparse(uri).netloc.rsplit("@", 1)[-1]  # never user info: the id is written everywhere
+        endpoint = s.endpoint_name or endpoint_from_uri(uri) or host or "azureml-endpoint"
         return f"{endpoint}/{s.deployment}" if s.deployment else endpoint
 
     @property
@@ -274,7 +276,7 @@ class AzureMLClassifier(Classifier):
                     discovered, key = self._discover()
                     self._scoring_uri = _with_endpoint_url(discovered, s.endpoint_url)
                     if key:
-                        self._secrets.append(key)
+                        self._secrets.append(SecretStr(key))
                 try:
                     from cloudderm.adapters._azureml_http import build_pipeline
                 except ImportError as e:
