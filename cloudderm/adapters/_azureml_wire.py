@@ -269,10 +269,13 @@ def endpoint_from_uri(uri: str) -> str | None:
     return match.group("endpoint") if match else None
 
 
-def scrub(text: str, secrets: Iterable[SecretStr]) -> str:
-    """``text`` with every secret value replaced, for messages that quote what a server said."""
+def scrub(text: str, secrets: Iterable[SecretStr | str]) -> str:
+    """``text`` with every secret value replaced, for messages that quote what a server said.
+
+    Accepts ``SecretStr`` (how settings hold keys) or plain strings (a key already read for a header).
+    """
     for held in secrets:
-        secret = held.get_secret_value()
+        secret = held.get_secret_value() if isinstance(held, SecretStr) else held
         if secret:
             text = text.replace(secret, "***")
     return text
