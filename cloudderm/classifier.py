@@ -24,7 +24,7 @@ from cloudderm.retry import RetryPolicy, call_with_retries
 from cloudderm.taxonomy import HAM10000, Taxonomy
 
 if TYPE_CHECKING:
-    from cloudderm.governance.card import GovernanceCard, ModelFacts, ServiceFacts
+    from cloudderm.facts import GovernanceCard, ModelFacts, ServiceFacts
     from cloudderm.pricing import PricingModel
 
 __all__ = [
@@ -42,9 +42,6 @@ ContextLike = ImageContext | Mapping[str, Any] | None
 # One item of ``classify_batch``: an image, or an ``(image, context)`` pair.
 BatchItem = ImageLike | PreparedImage | tuple[ImageLike | PreparedImage, ContextLike]
 
-OUT_OF_DOMAIN_WARNING = (
-    "out-of-domain: the model's top label {label!r} is not a skin-lesion class in the {taxonomy} taxonomy"
-)
 NOT_NORMALISED_WARNING = "scores not normalised: they sum to {total:.3f}, not 1"
 INDEPENDENT_SCORES_WARNING = (
     "scores are independent per-label probabilities (multi-label), not a distribution"
@@ -167,6 +164,11 @@ class Classifier(ABC):
     def image_limits(self) -> ImageLimits:
         """The provider's request limits, used to prepare images that fit."""
         return ImageLimits()
+
+    def hash_extras(self) -> Mapping[str, Any]:
+        """What changes this provider's answers besides its wire settings (a generative adapter returns its
+        rendered prompt template here); folded into the config hash, so changing it re-sends."""
+        return {}
 
     def price_query(self) -> PriceQuery:
         """What the price catalog needs to price this provider (see ``cloudderm.core.PriceQuery``).
@@ -294,14 +296,11 @@ class Classifier(ABC):
         labels = [LabelScore(label=str(lbl), score=_clamp(score)) for lbl, score in raw.labels]
         labels.sort(key=lambda ls: ls.score, reverse=True)
         warnings = [*self.standing_warnings, *raw.warnings]
-        canonical = triage = None
-        if labels and raw.outcome == "answered":
-            canonical = self.taxonomy.canonical(labels[0].label)
-            triage = self.taxonomy.triage(canonical)
-            if canonical is None:
-                warnings.append(
-                    OUT_OF_DOMAIN_WARNING.format(label=labels[0].label, taxonomy=self.taxonomy.name)
-                )
+        answered = bool(labels) and raw.outcome == "answered"
+        canonical, triage, out_of_domain = self.taxonomy.map_top(labels[0].label if answered else None)
+        if out_of_domain:
+            warnings.append(out_of_domain)
+        if answered:
             total = sum(ls.score for ls in labels)
             if raw.scores_independent:
                 warnings.append(INDEPENDENT_SCORES_WARNING)

@@ -42,10 +42,10 @@ from cloudderm.errors import (
     ProviderError,
     ProviderTimeout,
     ResponseFormatError,
+    install_hint,
 )
-from cloudderm.governance.card import ModelFacts, ServiceFacts
+from cloudderm.facts import ServiceFacts
 from cloudderm.images import PreparedImage
-from cloudderm.registry import install_hint
 
 __all__ = ["AzureMLClassifier", "AzureMLSettings"]
 
@@ -189,12 +189,6 @@ class AzureMLClassifier(Classifier):
             region=self.region,
             data_leaves_machine=not is_loopback(self._scoring_uri),
         )
-
-    def model_facts(self) -> ModelFacts | None:
-        card = self.azure.model_card
-        if not card:
-            return None
-        return ModelFacts.model_validate({"model_id": self.model_id, "source": "config model_card", **card})
 
     def image_limits(self) -> ImageLimits:
         """One image must fit a request on its own: the 1.5 MB body limit less base64 growth and JSON."""

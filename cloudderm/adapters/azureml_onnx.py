@@ -28,10 +28,9 @@ import numpy as np
 from pydantic import Field
 
 from cloudderm.classifier import AdapterSettings, Classifier, RawResult
-from cloudderm.errors import ConfigError, MissingDependencyError, ResponseFormatError
-from cloudderm.governance.card import ModelFacts, ServiceFacts
+from cloudderm.errors import ConfigError, MissingDependencyError, ResponseFormatError, install_hint
+from cloudderm.facts import ModelFacts, ServiceFacts
 from cloudderm.images import PreparedImage
-from cloudderm.registry import install_hint
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -185,22 +184,16 @@ class AzureMLOnnxClassifier(Classifier):
         )
 
     def model_facts(self) -> ModelFacts:
-        codes = [self.taxonomy.canonical(label) for label in self.labels]
-        mapped = sum(code is not None for code in codes)
-        domain = "in-domain" if mapped == len(codes) else "out-of-domain" if mapped == 0 else "unknown"
+        """What ``labels.json`` and ``MLmodel`` say; the governance card adds the label domain and the
+        ``model_card:`` setting."""
         metadata = self.mlmodel.get("metadata")
         facts: dict[str, Any] = {
             k: v
             for k, v in (metadata if isinstance(metadata, dict) else {}).items()
             if k in ModelFacts.model_fields
         }
-        facts.update(self.onnx.model_card or {})
         sources = [str(self.labels_path), *([str(self.mlmodel_path)] if self.mlmodel_path else [])]
-        if self.onnx.model_card:
-            sources.append("config model_card")
-        facts.update(
-            model_id=self.model_id, labels=list(self.labels), label_domain=domain, source=", ".join(sources)
-        )
+        facts.update(model_id=self.model_id, labels=list(self.labels), source=", ".join(sources))
         return ModelFacts.model_validate(facts)
 
     # ---- the session (lazy, once, thread-safe) ----------------------------------------------------

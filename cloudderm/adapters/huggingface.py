@@ -31,9 +31,8 @@ import numpy as np
 from pydantic import Field, ValidationError, model_validator
 
 from cloudderm.classifier import AdapterSettings, Classifier, RawResult
-from cloudderm.errors import ConfigError, MissingDependencyError
-from cloudderm.governance.card import ModelFacts, ServiceFacts
-from cloudderm.registry import install_hint
+from cloudderm.errors import ConfigError, MissingDependencyError, install_hint
+from cloudderm.facts import ModelFacts, ServiceFacts
 
 if TYPE_CHECKING:
     from cloudderm.adapters._hf_preprocess import Preprocessor

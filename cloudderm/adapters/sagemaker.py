@@ -35,15 +35,16 @@ from cloudderm.errors import (
     CloudDermError,
     ConfigError,
     MissingDependencyError,
+    ProviderAuthError,
     ProviderError,
     ProviderHTTPError,
     ProviderThrottled,
     ProviderTimeout,
     ResponseFormatError,
+    install_hint,
 )
-from cloudderm.governance.card import ModelFacts, ServiceFacts
+from cloudderm.facts import ModelFacts, ServiceFacts
 from cloudderm.images import PreparedImage
-from cloudderm.registry import install_hint
 
 __all__ = ["SageMakerClassifier", "SageMakerSettings"]
 
@@ -355,10 +356,12 @@ class SageMakerClassifier(Classifier):
         if code == "ModelError":
             return self._model_error(response, where, message, status, ctx)
         if code in _REJECTED_CREDENTIAL_CODES:
-            suffix = f" (request id {request_id})" if request_id else ""
-            return ConfigError(
-                f"{where}: AWS rejected the credentials ({code}){suffix}: {_CREDENTIALS_FIX}",
+            return ProviderAuthError(
+                f"{where}: AWS rejected the credentials ({code}): {_CREDENTIALS_FIX}",
+                status=status or 403,
                 provider=self.name,
+                endpoint=self.sm.endpoint_name,
+                request_id=request_id,
             )
         hint = ""
         if code == "ValidationError":

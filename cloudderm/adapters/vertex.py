@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from cloudderm.adapters._net import is_loopback
 from cloudderm.adapters.vertex_codec import (
@@ -39,15 +39,16 @@ from cloudderm.errors import (
     ConfigError,
     InvalidImageError,
     MissingDependencyError,
+    ProviderAuthError,
     ProviderError,
     ProviderHTTPError,
     ProviderThrottled,
     ProviderTimeout,
     ResponseFormatError,
+    install_hint,
 )
-from cloudderm.governance.card import ModelFacts, ServiceFacts
+from cloudderm.facts import ModelFacts, ServiceFacts
 from cloudderm.images import PreparedImage
-from cloudderm.registry import install_hint
 
 __all__ = ["VertexClassifier", "VertexSettings"]
 
@@ -224,22 +225,10 @@ class VertexClassifier(Classifier):
         return ImageLimits(max_bytes=self.budget.max_image_bytes())
 
     def _build_model_facts(self) -> ModelFacts:
+        """What the settings say about the model: its id and class names. The governance card adds the label
+        domain and the ``model_card:`` setting (docs/architecture.md, "who owns which fact")."""
         labels = list(self.vertex_settings.labels or [])
-        mapped = [self.taxonomy.canonical(label) is not None for label in labels]
-        domain = (
-            "in-domain" if mapped and all(mapped) else "out-of-domain" if mapped and not any(mapped) else None
-        )
-        values: dict[str, Any] = {"model_id": self.model_id, "labels": labels, "source": "cloudderm config"}
-        if domain:
-            values["label_domain"] = domain
-        values.update(self.vertex_settings.model_card or {})
-        try:
-            return ModelFacts(**values)
-        except ValidationError as e:
-            fields = ", ".join(".".join(str(p) for p in err["loc"]) for err in e.errors())
-            raise ConfigError(
-                f"invalid model card fields: {fields}", provider=self.name, field="model_card"
-            ) from None
+        return ModelFacts(model_id=self.model_id, labels=labels, source="cloudderm config")
 
     # ---- batching by bytes --------------------------------------------------------------------------
     def plan_batches(self, images: Sequence[PreparedImage]) -> list[Sequence[PreparedImage]]:
@@ -343,7 +332,7 @@ class VertexClassifier(Classifier):
             )
         if isinstance(error, auth.InvalidOperation) and self.vertex_settings.anonymous:
             # google-auth answers a 401 by refreshing the credentials; anonymous ones cannot be refreshed.
-            return ProviderHTTPError(
+            return ProviderAuthError(
                 "the endpoint refused anonymous credentials; anonymous: true is only for emulators and "
                 f"tests: remove it to use Application Default Credentials. {ADC_HINT}",
                 status=401,
@@ -371,7 +360,7 @@ def _map_api_error(error: Any, api: Any, where: dict[str, Any]) -> ProviderError
     if isinstance(error, api.GatewayTimeout):  # 504 and DEADLINE_EXCEEDED (a subclass)
         return ProviderTimeout(f"HTTP {status or 504} deadline exceeded: {message}", **extra)
     if isinstance(error, (api.Unauthorized, api.Forbidden)):
-        return ProviderHTTPError(f"{message}. {ADC_HINT}", status=status, **extra)
+        return ProviderAuthError(f"{message}. {ADC_HINT}", status=status, **extra)
     if isinstance(error, api.NotFound):
         hint = "check project, location and endpoint_id, and that a model is deployed to the endpoint"
         return ProviderHTTPError(f"{message}. {hint}", status=status, **extra)

@@ -20,7 +20,7 @@ from cloudderm.compare.progress import make_progress
 from cloudderm.compare.runner import DEFAULT_BREAKER_THRESHOLD, ProviderPlan, Runner, RunOutcome
 from cloudderm.compare.store import ResultStore, config_hash
 from cloudderm.config import Config, load_config
-from cloudderm.errors import CloudDermError, ConfigError
+from cloudderm.errors import CompareInterrupted, ConfigError
 from cloudderm.taxonomy import get_taxonomy
 
 if TYPE_CHECKING:
@@ -30,15 +30,6 @@ __all__ = ["CompareInterrupted", "run_compare"]
 
 RESULTS_DB = "results.sqlite"
 PREDICTIONS = "predictions.jsonl"
-
-
-class CompareInterrupted(CloudDermError):
-    """The run stopped early (Ctrl-C); every answer received is in the store and a re-run resumes."""
-
-    def __init__(self, message: str, outcome: RunOutcome, out: Path) -> None:
-        super().__init__(message)
-        self.outcome = outcome
-        self.out = out
 
 
 def run_compare(
@@ -135,7 +126,7 @@ def run_compare(
             ProviderPlan(
                 name=clf.name,
                 classifier=clf,
-                config_hash=config_hash(clf.settings),
+                config_hash=config_hash(clf.settings, clf.hash_extras()),
                 concurrency=concurrency or clf.settings.concurrency or cfg.defaults.concurrency,
                 requests_per_second=clf.settings.requests_per_second,
             )
@@ -161,7 +152,12 @@ def run_compare(
             counts = export_predictions(
                 store,
                 out_dir / PREDICTIONS,
-                [ExportTarget(p.name, p.config_hash, p.classifier.taxonomy) for p in plans],
+                [
+                    ExportTarget(
+                        p.name, p.config_hash, p.classifier.taxonomy, tuple(p.classifier.standing_warnings)
+                    )
+                    for p in plans
+                ],
             )
         summary = _summarise(
             out_dir, data, plans, outcome, counts, subgroups, taxonomy, limit, volume, cfg.policy

@@ -30,10 +30,13 @@ from pydantic import BaseModel, SecretBytes, SecretStr
 
 from cloudderm.classifier import AdapterSettings
 
-__all__ = ["OPERATIONAL_FIELDS", "ResultStore", "config_hash", "public_settings"]
+__all__ = ["NOT_HASHED_FIELDS", "OPERATIONAL_FIELDS", "ResultStore", "config_hash", "public_settings"]
 
 SCHEMA_VERSION = 1
 OPERATIONAL_FIELDS = frozenset({"timeout_s", "max_retries", "concurrency", "requests_per_second"})
+# How answers are read, never what is sent: changing these re-maps or re-prices stored answers, no re-send.
+INTERPRETATION_FIELDS = frozenset({"label_map", "model_card", "pricing"})
+NOT_HASHED_FIELDS = OPERATIONAL_FIELDS | INTERPRETATION_FIELDS
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -82,13 +85,19 @@ def public_settings(settings: AdapterSettings) -> dict[str, Any]:
 _DROP = object()
 
 
-def config_hash(settings: AdapterSettings) -> str:
-    """Stable 16-hex-digit identity of what decides a provider's answers (secrets and pacing excluded)."""
-    blob = json.dumps(
-        {"class": type(settings).__module__ + "." + type(settings).__qualname__, **public_settings(settings)},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+def config_hash(settings: AdapterSettings, extra: Mapping[str, Any] | None = None) -> str:
+    """Stable 16-hex-digit identity of what decides a provider's answers.
+
+    It covers the settings that reach the wire; not secrets, pacing (``OPERATIONAL_FIELDS``) or how answers
+    are read (``label_map``, ``model_card``, ``pricing``; the taxonomy is not a setting at all). ``extra``
+    is anything else that changes the answer, e.g. a generative provider's rendered prompt
+    (``Classifier.hash_extras()``).
+    """
+    wire = {k: v for k, v in public_settings(settings).items() if k not in INTERPRETATION_FIELDS}
+    identity = {"class": type(settings).__module__ + "." + type(settings).__qualname__, **wire}
+    if extra:
+        identity["extra"] = dict(extra)
+    blob = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from cloudderm.errors import ConfigError
-from cloudderm.governance.card import GovernanceCard, ModelFacts
+from cloudderm.facts import GovernanceCard, ModelFacts
 from cloudderm.governance.facts import lookup
 
 if TYPE_CHECKING:
@@ -72,13 +72,15 @@ def _apply_override(name: str, model: ModelFacts, raw: Mapping[str, Any] | None)
 
 
 def _infer_label_domain(model: ModelFacts, taxonomy: Taxonomy) -> ModelFacts:
-    """Fill an unknown label domain from the model's labels or training data (never from free text)."""
+    """Fill an unknown label domain from the model's labels or training data (never from free text).
+
+    The only place a label domain is worked out (``Taxonomy.label_domain``'s rule); adapters report labels,
+    and a ``model_card: {label_domain: ...}`` setting wins.
+    """
     if model.label_domain != "unknown":
         return model
     if model.labels:
-        mapped = [label for label in model.labels if taxonomy.canonical(label) is not None]
-        domain = "out-of-domain" if not mapped else "in-domain"
-        return model.model_copy(update={"label_domain": domain})
+        return model.model_copy(update={"label_domain": taxonomy.label_domain(model.labels)})
     if _trained_on_imagenet(model):
         return model.model_copy(update={"label_domain": "out-of-domain"})
     return model

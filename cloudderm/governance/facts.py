@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cloudderm.errors import ConfigError
-from cloudderm.governance.card import Fact
+from cloudderm.facts import Fact
 
 __all__ = ["ProvidersFile", "ServiceEntry", "SourcedFact", "VendorEntry", "load_vendor_facts", "lookup"]
 

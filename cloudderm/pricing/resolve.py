@@ -75,14 +75,15 @@ class PricingTarget:
         )
 
     @classmethod
-    def from_settings(cls, name: str, settings: AdapterSettings) -> PricingTarget:
-        """From config settings alone: the adapter class is imported (never its SDK) but not built.
+    def from_settings(
+        cls, name: str, settings: AdapterSettings, adapter_cls: type[Classifier]
+    ) -> PricingTarget:
+        """From config settings and the adapter class, without building the adapter.
 
         ``price_query`` reads only ``name`` and ``settings`` by contract, so it is asked on a bare instance.
+        The class comes from the caller (``cloudderm.factory.pricing_target`` resolves it by name): pricing
+        never imports the adapter registry.
         """
-        from cloudderm.registry import resolve_adapter
-
-        adapter_cls = resolve_adapter(settings.adapter)
         bare = adapter_cls.__new__(adapter_cls)
         bare.name, bare.settings = name, settings
         return cls(

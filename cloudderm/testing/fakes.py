@@ -20,7 +20,7 @@ from pydantic import Field
 from cloudderm.classifier import AdapterSettings, Classifier, ImageLimits, RawResult
 from cloudderm.core import ImageContext
 from cloudderm.errors import ProviderError
-from cloudderm.governance.card import ModelFacts, ServiceFacts
+from cloudderm.facts import ModelFacts, ServiceFacts
 from cloudderm.images import PreparedImage
 
 __all__ = ["FakeClassifier", "FakeSettings"]

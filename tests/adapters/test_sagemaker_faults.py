@@ -26,6 +26,7 @@ from cloudderm.errors import (
     ConfigError,
     MissingDependencyError,
     PolicyViolation,
+    ProviderAuthError,
     ProviderError,
     ProviderHTTPError,
     ProviderThrottled,
@@ -129,11 +130,13 @@ def test_throttling_carries_retry_after() -> None:
     assert caught.value.retry_after == 3.0
 
 
-def test_rejected_credentials_are_a_config_error() -> None:
+def test_rejected_credentials_are_a_provider_auth_error() -> None:
+    """Rejected during a run: a final provider failure for that image, not a config error or a bug."""
     clf = make()
     answer_with(clf, _error("UnrecognizedClientException", 403, {"message": "The security token is invalid"}))
-    with pytest.raises(ConfigError, match="rejected the credentials") as caught:
+    with pytest.raises(ProviderAuthError, match="rejected the credentials") as caught:
         clf.classify(make_jpeg((9, 9, 9)))
+    assert (caught.value.status, caught.value.retryable) == (403, False)
     assert "rid-UnrecognizedClientException" in str(caught.value) and REGION in str(caught.value)
     assert FAKE_SECRET not in str(caught.value)
 

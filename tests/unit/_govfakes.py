@@ -14,7 +14,7 @@ from typing import Any
 from cloudderm.adapters.azureml import AzureMLClassifier
 from cloudderm.adapters.sagemaker import SageMakerClassifier
 from cloudderm.adapters.vertex import VertexClassifier
-from cloudderm.governance.card import ModelFacts, ServiceFacts
+from cloudderm.facts import ModelFacts, ServiceFacts
 from cloudderm.testing.fakes import FakeClassifier, FakeSettings
 
 MOBILENET_V2_INTENDED_USE = (
