@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cloudderm.classifier import AdapterSettings
-from cloudderm.errors import ConfigError
+from cloudderm.errors import ConfigError, config_error_from
 
 __all__ = ["CONFIG_ENV_VAR", "Config", "Defaults", "Policy", "find_config", "load_config", "parse_config"]
 
@@ -144,7 +144,7 @@ def parse_config(
     try:
         config = Config.model_validate({**body, "source": source})
     except ValidationError as e:
-        raise _config_error(e, source, provider=None) from None
+        raise config_error_from(e, file=source, all_errors=True) from None
     providers: dict[str, AdapterSettings] = {}
     for name, settings in providers_raw.items():
         providers[str(name)] = _parse_provider(str(name), settings, env, source)
@@ -166,7 +166,7 @@ def _parse_provider(name: str, raw: Any, env: Mapping[str, str], source: str) ->
     try:
         return cls.Settings.model_validate(values)
     except ValidationError as e:
-        raise _config_error(e, source, provider=name) from None
+        raise config_error_from(e, file=source, provider=name, all_errors=True) from None
 
 
 def _interpolate(
@@ -197,17 +197,3 @@ def _interpolate(
     if isinstance(value, list):
         return [_interpolate(v, env, source, provider=provider, path=(*path, i)) for i, v in enumerate(value)]
     return value
-
-
-def _config_error(error: ValidationError, source: str, provider: str | None) -> ConfigError:
-    """Describe validation failures by field path and message only: never echo the (maybe secret) value."""
-    problems: list[tuple[str, str]] = []
-    for item in error.errors(include_input=False, include_url=False):
-        field = ".".join(str(p) for p in item["loc"])
-        message = "unknown field (check the spelling)" if item["type"] == "extra_forbidden" else item["msg"]
-        problems.append((field, message))
-    if len(problems) == 1:
-        field, message = problems[0]
-        return ConfigError(message, file=source, provider=provider, field=field)
-    listed = "; ".join(f"{field}: {message}" for field, message in problems)
-    return ConfigError(listed, file=source, provider=provider)

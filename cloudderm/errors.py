@@ -98,12 +98,14 @@ def config_error_from(
     provider: str | None = None,
     prefix: str | None = None,
     all_errors: bool = False,
+    what: str | None = None,
 ) -> ConfigError:
     """A pydantic ``ValidationError`` as a ``ConfigError`` naming the field (``prefix.loc``) and the fix.
 
     One wording everywhere: an unknown key says "unknown field (check the spelling)"; by default only the
-    first problem is reported (the one to fix first), ``all_errors`` joins them all. Input values are never
-    quoted, so a mistyped secret cannot reach the message.
+    first problem is reported (the one to fix first), ``all_errors`` joins them all; ``what`` names the
+    thing being read ("invalid price catalog"). Input values are never quoted, so a mistyped secret cannot
+    reach the message. The one copy of this conversion (docs/architecture.md).
     """
     items = error.errors(include_input=False, include_url=False)
 
@@ -111,14 +113,15 @@ def config_error_from(
         loc = ".".join(str(p) for p in item["loc"])
         return ".".join(part for part in (prefix, loc) if part)
 
-    def what(item: Any) -> str:
+    def describe(item: Any) -> str:
         return "unknown field (check the spelling)" if item["type"] == "extra_forbidden" else str(item["msg"])
 
-    if all_errors and len(items) > 1:
-        message = "; ".join(f"{where(i) or '(top level)'}: {what(i)}" for i in items)
-        return ConfigError(message, file=file, provider=provider, field=prefix)
+    lead = f"{what}: " if what else ""
+    if all_errors and (len(items) > 1 or what):
+        message = "; ".join(f"{where(i) or '(top level)'}: {describe(i)}" for i in items)
+        return ConfigError(lead + message, file=file, provider=provider, field=prefix)
     first = items[0]
-    return ConfigError(what(first), file=file, provider=provider, field=where(first) or None)
+    return ConfigError(lead + describe(first), file=file, provider=provider, field=where(first) or None)
 
 
 class InvalidImageError(CloudDermError, ValueError):

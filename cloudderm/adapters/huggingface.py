@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import Field, ValidationError, model_validator
 
 from cloudderm.classifier import AdapterSettings, Classifier, RawResult
-from cloudderm.errors import ConfigError, MissingDependencyError, install_hint
+from cloudderm.errors import ConfigError, MissingDependencyError, config_error_from, install_hint
 from cloudderm.facts import ModelFacts, ServiceFacts
 
 if TYPE_CHECKING:
@@ -100,8 +100,7 @@ class HuggingFaceClassifier(Classifier):
             try:
                 settings = HuggingFaceSettings.model_validate(settings.model_dump())
             except ValidationError as e:
-                fields = ", ".join(".".join(map(str, err["loc"])) for err in e.errors())
-                raise ConfigError(f"invalid settings ({fields})", provider=name) from None
+                raise config_error_from(e, provider=name, all_errors=True, what="invalid settings") from None
         super().__init__(name, settings, **kwargs)
         self.settings: HuggingFaceSettings = settings
         self.max_batch_size = settings.batch_size

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from cloudderm.errors import ConfigError
+from cloudderm.errors import config_error_from
 from cloudderm.facts import GovernanceCard, ModelFacts
 from cloudderm.governance.facts import lookup
 
@@ -58,12 +58,7 @@ def _apply_override(name: str, model: ModelFacts, raw: Mapping[str, Any] | None)
     try:
         override = ModelCardOverride.model_validate(dict(raw))
     except ValidationError as e:
-        item = e.errors(include_input=False, include_url=False)[0]
-        loc = ".".join(str(p) for p in item["loc"])
-        message = "unknown field (check the spelling)" if item["type"] == "extra_forbidden" else item["msg"]
-        raise ConfigError(
-            message, provider=name, field=f"model_card.{loc}" if loc else "model_card"
-        ) from None
+        raise config_error_from(e, provider=name, prefix="model_card") from None
     update = override.model_dump(exclude_none=True)
     if "source" not in update:
         own = f"config: providers.{name}.model_card"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cloudderm.core import PriceQuery
-from cloudderm.errors import ConfigError
+from cloudderm.errors import ConfigError, config_error_from
 from cloudderm.pricing.catalog import Catalog, PriceEntry, Tier, load_catalog
 from cloudderm.pricing.models import AlwaysOnPricing, LocalPricing, PerCallPricing
 
@@ -111,10 +111,7 @@ def parse_override(name: str, raw: Mapping[str, Any] | None) -> PricingOverride 
     try:
         return PricingOverride.model_validate(dict(raw))
     except ValidationError as e:
-        item = e.errors(include_input=False, include_url=False)[0]
-        loc = ".".join(str(p) for p in item["loc"])
-        message = "unknown field (check the spelling)" if item["type"] == "extra_forbidden" else item["msg"]
-        raise ConfigError(message, provider=name, field=f"pricing.{loc}" if loc else "pricing") from None
+        raise config_error_from(e, provider=name, prefix="pricing") from None
 
 
 def resolve(target: PricingTarget, catalog: Catalog | None = None) -> Resolution:
