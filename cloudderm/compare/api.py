@@ -81,7 +81,7 @@ def run_compare(
         sleep: wait function for retries and rate limiting (tests inject a fake).
 
     Returns:
-        The ``summary.json`` dict (DESIGN.md §2), plus a ``run`` entry with this run's counts.
+        The ``summary.json`` dict (``cloudderm.results.Summary``) plus this run's counts under ``run``.
 
     Raises:
         ConfigError / DatasetError: bad config, dataset, labels or subgroup column.

@@ -19,33 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from cloudderm.compare.store import ResultStore
+from cloudderm.results import RECORD_KEYS
 from cloudderm.taxonomy import Taxonomy, is_out_of_domain_warning
 
 __all__ = ["PREDICTION_KEYS", "ExportTarget", "export_predictions"]
 
-PREDICTION_KEYS = (
-    "image",
-    "sha256",
-    "provider",
-    "model",
-    "status",
-    "labels",
-    "canonical",
-    "triage",
-    "truth",
-    "truth_raw",
-    "latency_ms",
-    "cost_usd",
-    "request_id",
-    "warnings",
-    "error",
-    "error_type",
-    "attempts",
-    "metadata",
-    "outcome",
-    "reason",
-    "usage",
-)
+PREDICTION_KEYS = RECORD_KEYS  # the line shape is defined once, in cloudderm.results
 
 
 @dataclass(frozen=True)

@@ -184,16 +184,11 @@ def cards_by_provider(summary: Mapping[str, Any]) -> dict[str, dict]:
 
 
 def flags(summary: Mapping[str, Any], name: str | None) -> list[str]:
-    """The provider's governance flags (computed when the summary was built, plus any card-level ones)."""
+    """The provider's governance flags, as the summary computed them (their one owner: ``summary.py``)."""
     if not name:
         return []
-    from cloudderm.compare.summary import governance_flags
-
     entry = (summary.get("providers") or {}).get(name) or {}
-    card = cards_by_provider(summary).get(name)
-    found = list(entry.get("flags") or [])
-    found += governance_flags(card, list(entry.get("warnings") or []), entry.get("out_of_domain_rate"))
-    return list(dict.fromkeys(found))
+    return list(dict.fromkeys(str(flag) for flag in entry.get("flags") or []))
 
 
 def short_flags(summary: Mapping[str, Any], name: str | None) -> list[str]:

@@ -353,3 +353,23 @@ def test_config_hash_covers_the_wire_settings_and_extras_only() -> None:
     assert config_hash(base) == config_hash(same) == config_hash(FakeSettings(model="m", timeout_s=3))
     assert config_hash(base) != config_hash(FakeSettings(model="other"))
     assert config_hash(base) != config_hash(base, {"prompt": "Which lesion is this?"})
+
+
+# ---- typed results --------------------------------------------------------------------------------------
+def test_exported_lines_and_the_summary_have_the_typed_results_shape(tmp_path: Path) -> None:
+    from cloudderm.compare import run_compare
+    from cloudderm.results import RECORD_KEYS, PredictionRecord, Summary, iter_records
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        (images / f"i{i}.jpg").write_bytes(make_jpeg((70 * i, 50, 90)))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"version: 1\nproviders:\n  f: {{adapter: '{FAKE}'}}\n")
+    summary = run_compare(images, config=str(config), out=tmp_path / "out", progress=False)
+    lines = list(iter_records(tmp_path / "out" / "predictions.jsonl"))
+    assert lines and all(tuple(line) == RECORD_KEYS for line in lines)
+    assert all(PredictionRecord.model_validate(line).outcome == "answered" for line in lines)
+    typed = Summary.model_validate(summary)
+    assert typed.providers["f"].ok == 2 and typed.providers["f"].outcomes["answered"] == 2
+    assert typed.providers["f"].cost_usd.projected is None or typed.providers["f"].cost_usd.projected.basis

@@ -147,3 +147,11 @@ def test_the_contract_modules_import_nothing_above_them() -> None:
             m for m in graph[low] if m.startswith(("cloudderm.compare", "cloudderm.report", "cloudderm.cli"))
         }
         assert not above, f"{low} imports {sorted(above)}"
+
+
+def test_reports_read_typed_results_not_the_compare_package() -> None:
+    graph = import_graph()
+    for module, imported in graph.items():
+        if module.startswith("cloudderm.report"):
+            reaching = sorted(m for m in imported if m.startswith("cloudderm.compare"))
+            assert not reaching, f"{module} imports {reaching}; read cloudderm.results instead"
