@@ -49,6 +49,9 @@ BUILTIN_ADAPTERS: Mapping[str, AdapterSpec] = MappingProxyType(
         "vertex": AdapterSpec(
             "cloudderm.adapters.vertex:VertexClassifier", "gcp", "Google Vertex AI endpoint"
         ),
+        "mlflow": AdapterSpec(
+            "cloudderm.adapters.mlflow_model:MlflowClassifier", "mlflow", "MLflow pyfunc or model server"
+        ),
     }
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,10 @@ __all__ = ["REPO_ROOT", "SHARED_DATA", "isolate_aws", "make_jpeg"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+# MLflow's usage telemetry stays off in every test (docs/mlflow.md says how users turn it off).
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
 
 
 AWS_VARS_TO_HIDE = (

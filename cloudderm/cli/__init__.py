@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (also used as the console script's status)."""
     from rich.console import Console
+    from rich.markup import escape
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -56,13 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except PolicyViolation as e:
-        err.print(f"[bold red]refused by policy:[/] {e}")
+        err.print(f"[bold red]refused by policy:[/] {escape(str(e))}")
         return EXIT_POLICY
     except (ConfigError, MissingDependencyError, InvalidImageError) as e:
-        err.print(f"[bold red]error:[/] {e}")
+        err.print(f"[bold red]error:[/] {escape(str(e))}")  # keeps "[extra]" in install hints
         return EXIT_USAGE
     except CloudDermError as e:
-        err.print(f"[bold red]error:[/] {e}")
+        err.print(f"[bold red]error:[/] {escape(str(e))}")
         return EXIT_FAILURES
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")

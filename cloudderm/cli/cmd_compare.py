@@ -46,6 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--volume", type=positive_int, metavar="N", help="images per month, for cost projections")
     p.add_argument("--split", help="split of a .npz or multi-split table dataset (default: test / all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--mlflow",
+        action="store_true",
+        help="log the comparison to MLflow ($MLFLOW_TRACKING_URI, else OUT/mlruns); see docs/mlflow.md",
+    )
+    p.add_argument("--mlflow-experiment", metavar="NAME", help="MLflow experiment (implies --mlflow)")
     p.set_defaults(func=run)
 
 
@@ -70,6 +76,10 @@ def resume_command(args: argparse.Namespace) -> str:
             parts += [flag, str(value)]
     for column in args.subgroup:
         parts += ["--subgroup", column]
+    if args.mlflow_experiment:
+        parts += ["--mlflow-experiment", args.mlflow_experiment]
+    elif args.mlflow:
+        parts.append("--mlflow")
     return shlex.join(parts)
 
 
@@ -84,6 +94,11 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console()
     err = Console(stderr=True)
+    track = bool(args.mlflow or args.mlflow_experiment)
+    if track:  # a missing MLflow is exit 2 before any image is sent
+        from cloudderm.compare.mlflow_tracking import require_mlflow
+
+        require_mlflow()
     config = load_config(args.config)
     try:
         taxonomy = get_taxonomy(config.taxonomy, config.labels)
@@ -123,4 +138,16 @@ def run(args: argparse.Namespace) -> int:
     console.print(
         f"wrote {args.out}/: results.sqlite, predictions.jsonl, summary.json, report.md, report.html"
     )
+    if track:
+        from rich.markup import escape
+
+        from cloudderm.compare.mlflow_tracking import log_comparison_safely
+
+        logged = log_comparison_safely(
+            args.out,
+            experiment=args.mlflow_experiment,
+            warn=lambda m: err.print(f"[yellow]warning:[/] {escape(m)}"),
+        )
+        if logged is not None:
+            console.print(f"MLflow: run {logged.parent_run_id} at {logged.tracking_uri}")
     return EXIT_FAILURES if failed else EXIT_OK

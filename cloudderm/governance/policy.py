@@ -11,12 +11,16 @@ Rules (``policy:`` in the config):
   eligibility fails (fail closed). Local models pass: images never leave the machine.
 * ``forbid_models_prohibited_for: [medical-diagnosis]``: refuse models whose card prohibits those uses.
 * ``intended_use``: refuse a model whose card prohibits, or lists as out of scope, that use.
+* ``trusted_model_uris``: glob patterns (``models:/derm-*``, ``/srv/models/*``); a provider whose loading
+  executes the model's own Python code (an adapter's ``executes_code_from``, e.g. an MLflow pyfunc loaded
+  in-process) is refused unless its URI matches one. Unset: no such check.
 
 Use names match loosely ("Medical diagnosis" == "medical-diagnosis").
 """
 
 from __future__ import annotations
 
+import fnmatch
 from typing import TYPE_CHECKING, Literal
 
 from cloudderm.errors import PolicyViolation
@@ -92,9 +96,24 @@ def _use_findings(classifier: Classifier, policy: Policy) -> list[tuple[str, str
     return findings
 
 
+def _trust_findings(classifier: Classifier, policy: Policy) -> list[tuple[str, str]]:
+    patterns = policy.trusted_model_uris
+    uri = getattr(classifier, "executes_code_from", None)
+    if patterns is None or not uri or any(fnmatch.fnmatchcase(uri, p) for p in patterns):
+        return []
+    return [
+        (
+            "trusted_model_uris",
+            f"loading {uri!r} executes the model's Python code, and it matches none of the trusted "
+            f"patterns {patterns}",
+        )
+    ]
+
+
 def policy_findings(classifier: Classifier, policy: Policy) -> list[tuple[str, str]]:
     """Every (rule, fact) the classifier breaks under ``policy``; empty when it complies."""
     return [
+        *_trust_findings(classifier, policy),
         *_region_findings(classifier, policy),
         *_hipaa_findings(classifier, policy),
         *_use_findings(classifier, policy),
