@@ -13,7 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -103,12 +103,17 @@ class RawResult:
     reason: str | None = None
 
 
-class Classifier(ABC):
+SettingsT = TypeVar("SettingsT", bound=AdapterSettings)
+
+
+class Classifier(ABC, Generic[SettingsT]):
     """Classify images through one provider. Sync by design; the compare runner adds concurrency.
 
-    Subclasses set ``adapter`` and ``Settings`` and implement ``_infer``, ``model_id`` and
-    ``service_facts``; they override ``image_limits``, ``model_facts`` and ``close`` where relevant and
-    set ``max_batch_size`` above 1 when the provider accepts several images per call.
+    Generic in its settings: ``class MyClassifier(Classifier[MySettings])`` makes ``self.settings`` a
+    ``MySettings`` for type checkers, with no per-adapter alias. Subclasses set ``adapter``, ``vendor`` and
+    ``Settings`` and implement ``_infer``, ``model_id`` and ``service_facts``; they override
+    ``image_limits``, ``model_facts``, ``price_query``, ``warm_up`` and ``close`` where relevant and set
+    ``max_batch_size`` above 1 when the provider accepts several images per call.
     """
 
     adapter: ClassVar[str]
@@ -120,7 +125,7 @@ class Classifier(ABC):
     def __init__(
         self,
         name: str,
-        settings: AdapterSettings,
+        settings: SettingsT,
         *,
         taxonomy: Taxonomy = HAM10000,
         retry_policy: RetryPolicy | None = None,
@@ -134,7 +139,7 @@ class Classifier(ABC):
                 field="adapter",
             )
         self.name = name
-        self.settings = settings
+        self.settings: SettingsT = settings
         self._base_taxonomy = taxonomy
         self.taxonomy = taxonomy.with_synonyms(settings.label_map)
         self.retry_policy = retry_policy or RetryPolicy(max_retries=settings.max_retries or 0)

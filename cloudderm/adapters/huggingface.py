@@ -88,7 +88,7 @@ class _Loaded:
     run_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class HuggingFaceClassifier(Classifier):
+class HuggingFaceClassifier(Classifier[HuggingFaceSettings]):
     """Classify with a local transformers image-classification model (PyTorch or ONNX Runtime)."""
 
     adapter = "huggingface"
@@ -102,7 +102,6 @@ class HuggingFaceClassifier(Classifier):
             except ValidationError as e:
                 raise config_error_from(e, provider=name, all_errors=True, what="invalid settings") from None
         super().__init__(name, settings, **kwargs)
-        self.settings: HuggingFaceSettings = settings
         self.max_batch_size = settings.batch_size
         self.local_files_only = (
             hub_offline() if settings.local_files_only is None else settings.local_files_only

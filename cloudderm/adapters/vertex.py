@@ -153,7 +153,7 @@ class VertexSettings(AdapterSettings):
         return self
 
 
-class VertexClassifier(Classifier):
+class VertexClassifier(Classifier[VertexSettings]):
     """Classify images through a Vertex AI endpoint's ``predict`` method over the REST transport."""
 
     adapter = "vertex"
@@ -162,7 +162,6 @@ class VertexClassifier(Classifier):
 
     def __init__(self, name: str, settings: VertexSettings, **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
-        self.vertex_settings = settings
         self.max_batch_size = settings.max_instances
         self.host = _api_host(settings)
         self.timeout_s = settings.timeout_s or DEFAULT_TIMEOUT_S
@@ -194,14 +193,14 @@ class VertexClassifier(Classifier):
     # ---- identity and facts -----------------------------------------------------------------------
     @property
     def model_id(self) -> str:
-        s = self.vertex_settings
+        s = self.settings
         return f"projects/{s.project}/locations/{s.location}/endpoints/{s.endpoint_id}"
 
     def service_facts(self) -> ServiceFacts:
         return ServiceFacts(
             service="Vertex AI online prediction",
             vendor="gcp",
-            region=self.vertex_settings.location,
+            region=self.settings.location,
             data_leaves_machine=not is_loopback(self.host),
         )
 
@@ -227,7 +226,7 @@ class VertexClassifier(Classifier):
     def _build_model_facts(self) -> ModelFacts:
         """What the settings say about the model: its id and class names. The governance card adds the label
         domain and the ``model_card:`` setting (docs/architecture.md, "who owns which fact")."""
-        labels = list(self.vertex_settings.labels or [])
+        labels = list(self.settings.labels or [])
         return ModelFacts(model_id=self.model_id, labels=labels, source="cloudderm config")
 
     # ---- batching by bytes --------------------------------------------------------------------------
@@ -247,7 +246,7 @@ class VertexClassifier(Classifier):
 
     # ---- the call -----------------------------------------------------------------------------------
     def _infer(self, images: Sequence[PreparedImage]) -> list[RawResult]:
-        s = self.vertex_settings
+        s = self.settings
         instances = [encode_instance(image.data, s.instance_key, s.b64_object) for image in images]
         payload: dict[str, Any] | None = None
         try:
@@ -290,7 +289,7 @@ class VertexClassifier(Classifier):
                 install_hint("gcp", "google-cloud-aiplatform to use the Vertex AI adapter")
             ) from e
         credentials = None
-        if self.vertex_settings.anonymous:
+        if self.settings.anonymous:
             from google.auth.credentials import AnonymousCredentials
 
             credentials = AnonymousCredentials()
@@ -330,7 +329,7 @@ class VertexClassifier(Classifier):
             return ProviderError(
                 f"cannot connect to {self.host}: {type(error).__name__}", retryable=True, **where
             )
-        if isinstance(error, auth.InvalidOperation) and self.vertex_settings.anonymous:
+        if isinstance(error, auth.InvalidOperation) and self.settings.anonymous:
             # google-auth answers a 401 by refreshing the credentials; anonymous ones cannot be refreshed.
             return ProviderAuthError(
                 "the endpoint refused anonymous credentials; anonymous: true is only for emulators and "

@@ -46,7 +46,7 @@ class PriceEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str
-    vendor: Literal["aws", "azure", "gcp"]
+    vendor: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")  # an adapter's ``vendor``: any provider
     service: str
     operation: str
     kind: Literal["hourly", "per_1k_units"]
