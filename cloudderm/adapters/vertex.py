@@ -211,7 +211,7 @@ class VertexClassifier(Classifier[VertexSettings]):
         s = self.settings
         automl = ("gcp-vertex-automl-image-classification-online",) if s.response_format == "automl" else ()
         return PriceQuery(
-            label="a Vertex AI custom-model endpoint",
+            label="a Vertex AI custom-model endpoint on",
             service="vertex-custom-prediction",
             sku=s.machine_type,
             sku_field="machine_type",

@@ -227,7 +227,7 @@ def _from_catalog(target: PricingTarget, catalog: Catalog) -> tuple[PricingModel
             return _from_entry(target, entry, _count(target)), None
         where = f" in {query.region}" if query.region else ""
         return None, (
-            f"no sourced price for {query.label} on {query.sku or f'an unstated {query.sku_field}'}{where} "
+            f"no sourced price for {query.label} {query.sku or f'an unstated {query.sku_field}'}{where} "
             f"in the catalog (as of {catalog.as_of}); {fix}"
         )
     if query.local or target.vendor == "local":
