@@ -307,7 +307,7 @@ def test_built_from_config_with_policy_and_card() -> None:
     config = parse_config(raw, source="test.yaml")
     clf = build_classifier("jumpstart-mobilenet", config)
     assert isinstance(clf, SageMakerClassifier)
-    assert (clf.sm.instance_type, clf.sm.instance_count, clf.timeout_s) == ("ml.m5.xlarge", 1, 20)
+    assert (clf.settings.instance_type, clf.settings.instance_count, clf.timeout_s) == ("ml.m5.xlarge", 1, 20)
     card = clf.governance
     assert card.service.region == REGION and card.model.prohibited_uses == ["medical-diagnosis"]
     assert clf.client.meta.config.max_pool_connections == 6
