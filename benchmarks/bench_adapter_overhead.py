@@ -2,7 +2,9 @@
 
 Run: ``python benchmarks/bench_adapter_overhead.py [--rounds 300]``
 
-Goal: adapter call / raw call <= 1.10 (median), per provider. Both sides send the same prepared bytes to the
+Goals, per provider, medians: client CPU per call, adapter / raw call <= 1.15 (what the issue #15 asks
+of Azure ML and Vertex AI; CPU is what a loaded machine inflates least); wall, adapter / raw <= 1.10.
+Both sides send the same prepared bytes to the
 same loopback emulator (no latency, no faults), backed by the ``FakeClassifier``, so the difference is the
 adapter's own work: request encoding, response decoding, sorting, taxonomy mapping, warnings and building
 the ``Prediction``. The raw calls are what a user would write by hand:
@@ -26,9 +28,10 @@ import json
 import os
 from collections.abc import Callable
 
-from _common import ROOT, EmulatorProcess, header, interleaved_cpu, median_ms, verdict
+from _common import BEFORE, ROOT, EmulatorProcess, header, interleaved_cpu, load_results, median_ms, verdict
 
 GOAL = 1.10
+CPU_GOAL = 1.15
 
 
 def main() -> None:
@@ -123,7 +126,7 @@ def main() -> None:
         }
         print(f"   {args.rounds} interleaved calls each; medians (CPU = this process only):")
         print("   provider   variant        wall       CPU   wall/raw  CPU/raw")
-        ratios = {}
+        ratios: dict[str, tuple[float, float, str]] = {}
         for name, adapter in adapters.items():
             fns = {"adapter": lambda a=adapter: a.classify_prepared([image]), **calls[name]}
             wall, cpu = interleaved_cpu(fns, rounds=args.rounds, warmup=10)
@@ -133,10 +136,29 @@ def main() -> None:
                 label = {"sdk": "SDK call only", "raw": "raw call"}.get(variant, "adapter")
                 ratio = f"{w / raw_wall:7.2f}x {c / raw_cpu:7.2f}x"
                 print(f"   {name:<10} {label:<13} {w:7.2f} ms {c:6.2f} ms {ratio}")
-            ratios[name] = median_ms(wall["adapter"]) / raw_wall
+            detail = f"adapter {median_ms(cpu['adapter']):.2f} ms CPU vs raw {raw_cpu:.2f} ms"
+            if "sdk" in fns:
+                detail += f" (SDK call alone {median_ms(cpu['sdk']) / raw_cpu:.2f}x)"
+            ratios[name] = (
+                median_ms(wall["adapter"]) / raw_wall,
+                median_ms(cpu["adapter"]) / raw_cpu,
+                detail,
+            )
             adapter.close()
-        for name, ratio in ratios.items():
-            verdict(f"{name} adapter / raw (wall median)", ratio, GOAL, "x")
+        recorded = load_results()
+        for name, (wall_ratio, cpu_ratio, detail) in ratios.items():
+            before = recorded.get(f"overhead_{name}_cpu_before")
+            if before and not BEFORE:
+                detail += f"; before this change ({before['code']}, {before['date']}): {before['value']:.2f}x"
+            verdict(
+                f"{name} adapter / raw (CPU median)",
+                cpu_ratio,
+                CPU_GOAL,
+                "x",
+                key=f"overhead_{name}_cpu",
+                detail=detail,
+            )
+            verdict(f"{name} adapter / raw (wall median)", wall_ratio, GOAL, "x", key=f"overhead_{name}_wall")
 
 
 if __name__ == "__main__":

@@ -135,6 +135,17 @@ def main() -> int:
         small, large = min(results), max(results)
         ratio = results[large]["peak_mb"] / results[small]["peak_mb"]
         print(f"peak RSS ratio {large} / {small} images: {ratio:.2f} (x{large / small:.0f} images)")
+        from _common import verdict
+
+        growth = results[large]["peak_mb"] - results[small]["peak_mb"]
+        verdict(
+            f"peak RSS growth, {large:,} vs {small:,} images",
+            growth,
+            50,
+            " MB",
+            key="compare_memory_growth",
+            detail=f"peak {results[small]['peak_mb']:.1f} MB vs {results[large]['peak_mb']:.1f} MB",
+        )
     return 0
 
 

@@ -10,6 +10,16 @@ patch 16, 384 wide, 12 layers, 6 heads, the 7 marmal88 labels). Images: the shar
 and resized to ``--size`` (HAM10000's 600x450 by default). The adapter is timed on ``classify_prepared``
 (what the compare runner calls: images are prepared once for all providers); the pipeline gets the same
 JPEG bytes as files. Goals (issue 9): onnx >= 5x the pipeline for MobileNetV2 on CPU, >= 1.3x for the ViT.
+Goal (issue 15): the onnx adapter's CPU per image >= 25% less than before, on the same images.
+
+Threads are pinned (``--threads``, default 1, for torch's intra- and inter-op pools and ONNX Runtime's
+intra-op pool), so CPU ms per image measures the code rather than how many idle cores the machine had.
+For the before/after figure, run once with ``CLOUDDERM_BENCH_CODE`` pointing at a checkout of the old code
+(recorded as ``..._before``), then again on this checkout, which reports the ratio:
+
+    git worktree add /tmp/before main
+    CLOUDDERM_BENCH_CODE=/tmp/before python benchmarks/bench_local_inference.py --models mobilenet
+    python benchmarks/bench_local_inference.py --models mobilenet
 
 Run: ``python benchmarks/bench_local_inference.py [--images 32] [--rounds 12] [--threads N] [--models ...]``
 """
@@ -20,14 +30,14 @@ import argparse
 import io
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from _common import BEFORE, ROOT, load_results, record, verdict  # puts the code under test on sys.path
+
+REPO = ROOT
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -97,8 +107,7 @@ def contenders(
             }
             if runtime == "onnx":
                 settings["onnx_cache_dir"] = str(cache)
-                if threads:
-                    settings["onnx_threads"] = threads
+                settings["onnx_threads"] = threads
             config = parse_config({"providers": {"bench": settings}})
             classifier = build_classifier("bench", config)
             started = time.perf_counter()
@@ -138,8 +147,8 @@ def main() -> None:
     parser.add_argument(
         "--threads",
         type=int,
-        default=None,
-        help="intra-op threads for torch and ONNX Runtime (default: theirs)",
+        default=1,
+        help="intra-op threads for torch and ONNX Runtime, pinned (default 1)",
     )
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -147,8 +156,8 @@ def main() -> None:
     import torch
     import transformers
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(args.threads)
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     source = "shared lesion photos" if SHARED_IMAGES.is_dir() else "synthetic"
@@ -219,8 +228,30 @@ def run_model(console: Console, key: str, model_dir: Path, cache: Path, images, 
         )
     console.print(table)
     onnx_ratio = statistics.median(rates["adapter onnx"]) / baseline
-    verdict = "meets" if onnx_ratio >= GOALS[key] else "misses"
-    console.print(f"{key}: adapter onnx = {onnx_ratio:.2f}x pipeline; goal >= {GOALS[key]}x -> {verdict}")
+    onnx_cpu = statistics.median(cpu_ms["adapter onnx"])
+    onnx_rate = statistics.median(rates["adapter onnx"])
+    threads = f"{args.threads} thread{'s' if args.threads > 1 else ''}"
+    verdict(
+        f"{key}: adapter onnx / pipeline, images/s",
+        onnx_ratio,
+        GOALS[key],
+        "x",
+        higher_is_better=True,
+        key=f"local_{key}_onnx_vs_pipeline",
+        detail=f"onnx {onnx_rate:.1f} img/s, pipeline {baseline:.1f} img/s, {threads}",
+    )
+    console.print(f"   {key}: adapter onnx CPU per image {onnx_cpu:.1f} ms ({threads})")
+    record(f"local_{key}_onnx_cpu_ms", label=f"{key}: adapter onnx CPU per image", value=onnx_cpu, unit=" ms")
+    before = load_results().get(f"local_{key}_onnx_cpu_ms_before")
+    if not BEFORE and before:
+        verdict(
+            f"{key}: adapter onnx CPU per image, now / before ({before['code']}, {before['date']})",
+            onnx_cpu / before["value"],
+            0.75,
+            "x",
+            key=f"local_{key}_onnx_cpu_vs_before",
+            detail=f"{onnx_cpu:.1f} ms now vs {before['value']:.1f} ms before, {threads}",
+        )
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ class Policy(BaseModel):
     require_hipaa_eligible: bool = False
     intended_use: str | None = None
     forbid_models_prohibited_for: list[str] = Field(default_factory=list)
+    allow_general_purpose_models: bool = True
     trusted_model_uris: list[str] | None = None  # glob patterns; models whose loading runs their code
     mode: Literal["enforce", "warn"] = "enforce"
 

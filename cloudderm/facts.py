@@ -33,6 +33,7 @@ class ServiceFacts(BaseModel):
     vendor: str  # key into governance/providers.yaml, e.g. "aws", "azure", "gcp", "local"
     region: str | None = None
     data_leaves_machine: bool = True
+    general_purpose_model: bool = False  # a general multimodal model (VLM), not a purpose-built classifier
 
 
 class ModelFacts(BaseModel):

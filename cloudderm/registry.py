@@ -49,6 +49,34 @@ BUILTIN_ADAPTERS: Mapping[str, AdapterSpec] = MappingProxyType(
         "vertex": AdapterSpec(
             "cloudderm.adapters.vertex:VertexClassifier", "gcp", "Google Vertex AI endpoint"
         ),
+        "openai": AdapterSpec(
+            "cloudderm.adapters.openai_vlm:OpenAIClassifier",
+            "openai",
+            "vision-language model via OpenAI / Azure OpenAI / OpenAI-compatible chat completions",
+        ),
+        "anthropic": AdapterSpec(
+            "cloudderm.adapters.anthropic_vlm:AnthropicClassifier",
+            "anthropic",
+            "vision-language model via the Anthropic Messages API",
+        ),
+        "bedrock": AdapterSpec(
+            "cloudderm.adapters.bedrock_vlm:BedrockClassifier",
+            "bedrock",
+            "vision-language model via Amazon Bedrock Converse",
+        ),
+        "gemini": AdapterSpec(
+            "cloudderm.adapters.gemini_vlm:GeminiClassifier",
+            "gemini",
+            "vision-language model via Gemini generateContent (Gemini API or Vertex AI)",
+        ),
+        "paligemma": AdapterSpec(
+            "cloudderm.adapters.paligemma:PaliGemmaClassifier",
+            "hf",
+            "local PaliGemma vision-language model (transformers image-to-text)",
+        ),
+        "zoo": AdapterSpec(
+            "cloudderm.adapters.zoo:ZooClassifier", "zoo", "built-in trained model from a PyPI wheel, local"
+        ),
         "mlflow": AdapterSpec(
             "cloudderm.adapters.mlflow_model:MlflowClassifier", "mlflow", "MLflow pyfunc or model server"
         ),

@@ -23,10 +23,9 @@ from azure.core.pipeline.policies import (
     UserAgentPolicy,
 )
 from azure.core.pipeline.transport import HttpTransport, RequestsTransport
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from cloudderm.adapters._azureml_wire import is_transient
+from cloudderm.adapters._http import ca_bundle, pin_environment
 
 __all__ = ["ENTRA_SCOPE", "RETRY_METHODS", "ScoringRetryPolicy", "build_pipeline"]
 
@@ -51,21 +50,16 @@ class ScoringRetryPolicy(RetryPolicy):
         return bool(settings["total"]) and is_transient(http.status_code, http.headers)
 
 
-def _pooled_transport(pool_size: int) -> RequestsTransport:
-    """A RequestsTransport whose connection pool fits the runner's concurrency, urllib3 retries off."""
-    session = requests.Session()
-    adapter = HTTPAdapter(
-        pool_connections=1,
-        pool_maxsize=max(10, pool_size),
-        max_retries=Retry(total=False, redirect=False, raise_on_status=False),
-    )
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return RequestsTransport(session=session, session_owner=True)
+def _pooled_transport(url: str, pool_size: int) -> RequestsTransport:
+    """A RequestsTransport over a session pinned to the environment once, pooled for the concurrency."""
+    session = pin_environment(requests.Session(), url, pool_size=pool_size)
+    # azure-core passes its own ``verify`` on every request, overriding the session's: give it the bundle.
+    return RequestsTransport(session=session, session_owner=True, connection_verify=ca_bundle())
 
 
 def build_pipeline(
     *,
+    url: str,
     api_key: str | None,
     credential: Any,
     max_retries: int,
@@ -79,7 +73,7 @@ def build_pipeline(
     Key auth sends ``Authorization: Bearer <key>``; Entra auth asks ``credential`` for a token with scope
     ``https://ml.azure.com/.default`` (audience https://ml.azure.com) and refuses non-HTTPS URLs.
     """
-    transport = transport or _pooled_transport(pool_size)
+    transport = transport or _pooled_transport(url, pool_size)
     if api_key is not None:
         auth: Any = AzureKeyCredentialPolicy(AzureKeyCredential(api_key), "Authorization", prefix="Bearer")
     else:

@@ -106,11 +106,11 @@ def open_session(path: Path, device: str, threads: int | None = None) -> Any:
     """An ONNX Runtime session for ``path`` on ``device`` ('cpu' or 'cuda'); ``threads`` intra-op threads."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
+    from cloudderm.adapters._ort import session_options
+
+    options = session_options(ort, threads)  # spin-waiting off: see _ort.py
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
     providers = ["CPUExecutionProvider"]
     if device == "cuda":
         providers.insert(0, "CUDAExecutionProvider")

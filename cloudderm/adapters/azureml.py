@@ -278,10 +278,11 @@ class AzureMLClassifier(Classifier[AzureMLSettings]):
                 if s.deployment:
                     headers[DEPLOYMENT_HEADER] = s.deployment
                 self._pipeline, self._pipeline_transport = build_pipeline(
+                    url=self._scoring_uri,
                     api_key=key if s.auth == "key" else None,
                     credential=self._get_credential() if s.auth == "entra" else None,
                     max_retries=s.max_retries or 0,
-                    pool_size=s.concurrency or 10,
+                    pool_size=s.concurrency or 0,
                     transport=self._transport,
                     headers=headers,
                     user_agent="cloudderm-azureml",

@@ -215,6 +215,8 @@ class AzureMLOnnxClassifier(Classifier[AzureMLOnnxSettings]):
             raise MissingDependencyError(
                 install_hint("onnx", "onnxruntime to run exported Azure AutoML models")
             ) from e
+        from cloudderm.adapters._ort import session_options
+
         available = ort.get_available_providers()
         providers = self.settings.providers or [
             p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available
@@ -222,9 +224,7 @@ class AzureMLOnnxClassifier(Classifier[AzureMLOnnxSettings]):
         missing = [p for p in providers if p not in available]
         if missing:
             raise self._fail(f"onnxruntime here lacks {missing}; available: {available}", "providers")
-        options = ort.SessionOptions()
-        if self.settings.intra_op_threads:
-            options.intra_op_num_threads = self.settings.intra_op_threads
+        options = session_options(ort, self.settings.intra_op_threads)
         try:
             session = ort.InferenceSession(str(self.model_path), sess_options=options, providers=providers)
         except Exception as e:

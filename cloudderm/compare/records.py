@@ -10,12 +10,14 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cloudderm.classifier import Classifier
 from cloudderm.compare.datasets import DatasetItem
 from cloudderm.prediction import Prediction
 from cloudderm.taxonomy import is_out_of_domain_warning
+
+if TYPE_CHECKING:
+    from cloudderm.classifier import Classifier
 
 __all__ = [
     "ProviderPlan",

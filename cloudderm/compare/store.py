@@ -24,11 +24,12 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, SecretBytes, SecretStr
 
-from cloudderm.classifier import AdapterSettings
+if TYPE_CHECKING:
+    from cloudderm.classifier import AdapterSettings
 
 __all__ = ["NOT_HASHED_FIELDS", "OPERATIONAL_FIELDS", "ResultStore", "config_hash", "public_settings"]
 
@@ -85,18 +86,18 @@ def public_settings(settings: AdapterSettings) -> dict[str, Any]:
 _DROP = object()
 
 
-def config_hash(settings: AdapterSettings, extra: Mapping[str, Any] | None = None) -> str:
+def config_hash(settings: AdapterSettings, extras: Mapping[str, Any] | None = None) -> str:
     """Stable 16-hex-digit identity of what decides a provider's answers.
 
     It covers the settings that reach the wire; not secrets, pacing (``OPERATIONAL_FIELDS``) or how answers
-    are read (``label_map``, ``model_card``, ``pricing``; the taxonomy is not a setting at all). ``extra``
-    is anything else that changes the answer, e.g. a generative provider's rendered prompt
-    (``Classifier.hash_extras()``).
+    are read (``label_map``, ``model_card``, ``pricing``; the taxonomy is not a setting at all). ``extras``
+    is what the classifier adds beyond its settings (``Classifier.hash_extras``: a generative model's
+    rendered prompt), so editing a prompt file starts a new run instead of mixing answers.
     """
     wire = {k: v for k, v in public_settings(settings).items() if k not in INTERPRETATION_FIELDS}
     identity = {"class": type(settings).__module__ + "." + type(settings).__qualname__, **wire}
-    if extra:
-        identity["extra"] = dict(extra)
+    if extras:
+        identity["extras"] = dict(extras)
     blob = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -55,6 +55,7 @@ class Accumulator:
     outcomes: Counter = field(
         default_factory=Counter
     )  # answered / abstained / unparseable, of the ok answers
+    answered: array = field(default_factory=lambda: array("b"))  # per ok answer: 1 when it gave a label
 
 
 class PredictionStream:
@@ -94,7 +95,9 @@ class PredictionStream:
             acc.error_types[str(rec.get("error_type") or "error")] += 1
             return
         acc.ok += 1
-        acc.outcomes[str(rec.get("outcome") or "answered")] += 1
+        outcome = str(rec.get("outcome") or "answered")
+        acc.outcomes[outcome] += 1
+        acc.answered.append(1 if outcome == "answered" else 0)
         acc.warnings.update({str(w) for w in rec.get("warnings") or []})
         labels = rec.get("labels") or []
         acc.image.append(self.images[key])

@@ -168,6 +168,7 @@ class _Context:
             **self._classification(t, p, conf[scored]),
             "out_of_domain_rate": _ood_answers(pred, acc) / pred.size if pred.size else None,
             "outcomes": {o: int(acc.outcomes.get(o, 0)) for o in OUTCOMES},
+            **_answer_rates(acc, truth, pred),
             "latency_ms": m.latency_percentiles(np.frombuffer(acc.latency, dtype=float)),
             "cost_usd": m.cost_summary(np.frombuffer(acc.cost, dtype=float)),
             "error_types": dict(acc.error_types.most_common()),
@@ -316,6 +317,23 @@ class _Context:
                 "kappa": m.cohen_kappa(x, y),
             }
         return out
+
+
+def _answer_rates(acc: Accumulator, truth: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    """How often a label came back, and accuracy among those answers only.
+
+    ``accuracy`` (above) counts an abstention or unparseable answer as wrong; ``accuracy_answered`` leaves
+    them out. Both are needed: a model that abstains on every hard image looks good by the second alone.
+    """
+    answered = np.frombuffer(acc.answered, dtype=np.int8).astype(bool)
+    if answered.size != pred.size:  # records from before outcomes existed: every ok answer answered
+        answered = np.ones(pred.size, dtype=bool)
+    scored = (truth >= 0) & answered
+    return {
+        "answer_rate": float(answered.mean()) if answered.size else None,
+        "n_answered_scored": int(scored.sum()),
+        "accuracy_answered": m.accuracy(truth[scored], pred[scored]) if scored.any() else None,
+    }
 
 
 def _ood_answers(pred: np.ndarray, acc: Accumulator) -> int:

@@ -20,7 +20,9 @@ from typing import Literal
 
 __all__ = ["FAULT_KINDS", "Decision", "FaultPlan", "Latency"]
 
-FAULT_KINDS: tuple[str, ...] = ("429", "503", "424", "timeout", "malformed")
+FAULT_KINDS: tuple[str, ...] = (
+    "429", "503", "424", "timeout", "malformed", "refusal", "content_filter", "filter400"
+)  # fmt: skip
 """What can go wrong, in the order the cumulative draw checks them:
 
 - ``429``: throttled, with a ``Retry-After`` header (SageMaker: ``ThrottlingException``);
@@ -29,7 +31,10 @@ FAULT_KINDS: tuple[str, ...] = ("429", "503", "424", "timeout", "malformed")
   Vertex ``INTERNAL``);
 - ``timeout``: the connection is held for ``timeout_hold_s`` before the provider's own timeout answer,
   so a client with a shorter timeout sees a read timeout;
-- ``malformed``: HTTP 200 with a truncated, unparseable body.
+- ``malformed``: HTTP 200 with a truncated, unparseable body (generative protocols: cut-off JSON content);
+- ``refusal``, ``content_filter``, ``filter400``: generative protocols only (``openai``): a refusal, a
+  ``finish_reason: content_filter`` answer, Azure's HTTP 400 ``content_filter`` error. Protocols without
+  such answers serve the request normally.
 """
 
 _ALIASES = {"throttle": "429", "unavailable": "503", "model_error": "424", "timeouts": "timeout"}

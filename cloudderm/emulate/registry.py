@@ -22,6 +22,7 @@ PROTOCOLS: Mapping[str, str] = MappingProxyType(
         "sagemaker": "cloudderm.emulate.sagemaker:SageMakerProtocol",
         "azureml": "cloudderm.emulate.azureml:AzureMLProtocol",
         "vertex": "cloudderm.emulate.vertex:VertexProtocol",
+        "openai": "cloudderm.emulate.openai_chat:OpenAIChatProtocol",
     }
 )
 

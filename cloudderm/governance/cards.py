@@ -92,11 +92,19 @@ def _trained_on_imagenet(model: ModelFacts) -> bool:
     )
 
 
+GENERAL_PURPOSE_WARNING = (
+    "general-purpose vision-language model: images go to a general-purpose model provider; no medical "
+    "intended use; its scores are not calibrated probabilities"
+)
+
+
 def card_warnings(card: GovernanceCard, taxonomy_name: str = "ham10000") -> list[str]:
     """The warnings every Prediction of this provider carries: prohibited uses and out-of-domain labels."""
     warnings = [
         f"model card prohibits {slug(use).replace('-', ' ')} use" for use in card.model.prohibited_uses
     ]
+    if card.service.general_purpose_model:
+        warnings.append(GENERAL_PURPOSE_WARNING)
     if card.model.label_domain == "out-of-domain":
         if _trained_on_imagenet(card.model):
             warnings.append(IMAGENET_WARNING)

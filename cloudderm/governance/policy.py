@@ -11,6 +11,7 @@ Rules (``policy:`` in the config):
   eligibility fails (fail closed). Local models pass: images never leave the machine.
 * ``forbid_models_prohibited_for: [medical-diagnosis]``: refuse models whose card prohibits those uses.
 * ``intended_use``: refuse a model whose card prohibits, or lists as out of scope, that use.
+* ``allow_general_purpose_models: false``: refuse every general-purpose VLM provider (OpenAI, ...).
 * ``trusted_model_uris``: glob patterns (``models:/derm-*``, ``/srv/models/*``); a provider whose loading
   executes the model's own Python code (an adapter's ``executes_code_from``, e.g. an MLflow pyfunc loaded
   in-process) is refused unless its URI matches one. Unset: no such check.
@@ -96,6 +97,21 @@ def _use_findings(classifier: Classifier, policy: Policy) -> list[tuple[str, str
     return findings
 
 
+def _general_purpose_findings(classifier: Classifier, policy: Policy) -> list[tuple[str, str]]:
+    if policy.allow_general_purpose_models:
+        return []
+    facts = classifier.service_facts()
+    if not facts.general_purpose_model:
+        return []
+    return [
+        (
+            "allow_general_purpose_models",
+            f"{facts.service} is a general-purpose model provider ({facts.vendor}, model "
+            f"{classifier.model_id!r}) and the policy forbids sending images to one",
+        )
+    ]
+
+
 def _trust_findings(classifier: Classifier, policy: Policy) -> list[tuple[str, str]]:
     patterns = policy.trusted_model_uris
     uri = getattr(classifier, "executes_code_from", None)
@@ -113,6 +129,7 @@ def _trust_findings(classifier: Classifier, policy: Policy) -> list[tuple[str, s
 def policy_findings(classifier: Classifier, policy: Policy) -> list[tuple[str, str]]:
     """Every (rule, fact) the classifier breaks under ``policy``; empty when it complies."""
     return [
+        *_general_purpose_findings(classifier, policy),
         *_trust_findings(classifier, policy),
         *_region_findings(classifier, policy),
         *_hipaa_findings(classifier, policy),

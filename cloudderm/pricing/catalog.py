@@ -49,11 +49,13 @@ class PriceEntry(BaseModel):
     vendor: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")  # an adapter's ``vendor``: any provider
     service: str
     operation: str
-    kind: Literal["hourly", "per_1k_units"]
+    kind: Literal["hourly", "per_1k_units", "per_token"]
     unit: str
     sku: str | None = None  # instance / VM / machine type when the price depends on it
     price: float | None = Field(default=None, ge=0)
     tiers: list[Tier] = Field(default_factory=list)
+    input_per_mtok: float | None = Field(default=None, ge=0)  # per_token: USD per 1M input tokens
+    output_per_mtok: float | None = Field(default=None, ge=0)  # per_token: USD per 1M output tokens
     currency: Literal["USD"] = "USD"
     region: str | None = None  # None: the page gives one price for every region it lists
     as_of: date
@@ -71,6 +73,8 @@ class PriceEntry(BaseModel):
 
     @model_validator(mode="after")
     def _priced(self) -> PriceEntry:
+        if self.kind == "per_token" and (self.input_per_mtok is None or self.output_per_mtok is None):
+            raise ValueError("a per_token entry needs input_per_mtok and output_per_mtok (USD per 1M tokens)")
         if self.kind == "hourly" and (self.price is None or self.tiers):
             raise ValueError("an hourly entry needs `price` (USD per unit) and no `tiers`")
         if self.kind == "per_1k_units":

@@ -15,6 +15,7 @@ cannot be checked by the architect reading the report.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -35,7 +36,7 @@ __all__ = [
 HOURS_PER_MONTH = 730  # 365 days x 24 h / 12: the convention AWS, Azure and Google calculators use
 SECONDS_PER_HOUR = 3600
 
-Kind = Literal["always-on", "per-call", "local", "unknown"]
+Kind = Literal["always-on", "per-call", "per-token", "local", "unknown"]
 
 
 class CostEstimate(BaseModel):
@@ -257,4 +258,87 @@ class LocalPricing:
                 "local: runs on your own machine, no provider charge per call",
                 "the machine itself is not priced; set `pricing: {hourly_usd: ...}` to include it",
             ],
+        )
+
+
+@dataclass
+class TokenPricing:
+    """A generative model billed per input and output token (images are billed as input tokens).
+
+    A call's cost is its own reported usage times the rates (``cost_for_usage``); before any call the
+    per-image cost is unknown, because an image's token count depends on its size and the reply. The
+    monthly projection uses the mean tokens per image measured so far in this process, and says so.
+    """
+
+    provider: str
+    input_per_mtok: float
+    output_per_mtok: float
+    as_of: str | None = None
+    source: str | None = None
+    notes: list[str] = field(default_factory=list)
+    _calls: int = field(default=0, repr=False)
+    _input: int = field(default=0, repr=False)
+    _output: int = field(default=0, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def cost_per_call(self, batch_size: int) -> float | None:
+        """Unknown without the call's usage (see ``cost_for_usage``)."""
+        return None
+
+    def cost_for_usage(self, usage: object) -> float | None:
+        """USD for one call's reported tokens; None when the provider did not report both counts."""
+        tokens_in = getattr(usage, "input_tokens", None)
+        tokens_out = getattr(usage, "output_tokens", None)
+        if tokens_in is None or tokens_out is None:
+            return None
+        with self._lock:
+            self._calls += 1
+            self._input += tokens_in
+            self._output += tokens_out
+        return (tokens_in * self.input_per_mtok + tokens_out * self.output_per_mtok) / 1_000_000
+
+    def describe(self) -> str:
+        """One line for `cloudderm providers`."""
+        when = f"list price as of {self.as_of}" if self.source else "config override"
+        return (
+            f"{_money(self.input_per_mtok)} per 1M input tokens (images count as input), "
+            f"{_money(self.output_per_mtok)} per 1M output tokens ({when})"
+        )
+
+    def monthly_cost(self, volume: int, measured_images_per_second: float | None = None) -> CostEstimate:
+        """``volume`` images at the mean tokens per image measured so far; unknown before any call."""
+        rates = (
+            f"{_money(self.input_per_mtok)}/1M input tokens, {_money(self.output_per_mtok)}/1M output tokens"
+        )
+        assumptions = [rates, _provenance(self.as_of, self.source), *self.notes]
+        with self._lock:
+            calls, tokens_in, tokens_out = self._calls, self._input, self._output
+        if not calls:
+            assumptions.insert(0, "no call measured yet: tokens per image unknown (run compare to measure)")
+            per_1k = monthly = None
+        else:
+            mean_in, mean_out = tokens_in / calls, tokens_out / calls
+            per_image = (mean_in * self.input_per_mtok + mean_out * self.output_per_mtok) / 1_000_000
+            per_1k, monthly = per_image * 1000, per_image * volume
+            assumptions.insert(
+                0, f"measured mean {mean_in:,.0f} input + {mean_out:,.0f} output tokens per call over {calls}"
+            )
+        return CostEstimate(
+            provider=self.provider,
+            kind="per-token",
+            volume=volume,
+            monthly_usd=monthly,
+            per_1k_usd=per_1k,
+            assumptions=assumptions,
+            as_of=self.as_of,
+            sources=[self.source] if self.source else [],
         )

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from cloudderm.core import PriceQuery
 from cloudderm.errors import ConfigError, config_error_from
 from cloudderm.pricing.catalog import Catalog, PriceEntry, Tier, load_catalog
-from cloudderm.pricing.models import AlwaysOnPricing, LocalPricing, PerCallPricing
+from cloudderm.pricing.models import AlwaysOnPricing, LocalPricing, PerCallPricing, TokenPricing
 
 if TYPE_CHECKING:
     from cloudderm.classifier import AdapterSettings, Classifier
@@ -182,6 +182,15 @@ def _from_override(target: PricingTarget, override: PricingOverride) -> PricingM
 
 def _from_entry(target: PricingTarget, entry: PriceEntry, count: int) -> PricingModel:
     notes = [f"note from the price page: {entry.note}"] if entry.note else []
+    if entry.kind == "per_token":
+        return TokenPricing(
+            target.name,
+            float(entry.input_per_mtok or 0.0),
+            float(entry.output_per_mtok or 0.0),
+            entry.as_of.isoformat(),
+            entry.source,
+            notes,
+        )
     if entry.kind == "per_1k_units":
         return PerCallPricing(
             target.name,

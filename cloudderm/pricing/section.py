@@ -86,5 +86,22 @@ def cost_section(
         result = estimate(target, volume, ips)
         if how and result.kind in ("always-on", "local") and result.per_image_usd_at_throughput is not None:
             result.assumptions.append(how)
+        if result.kind == "per-token" and result.per_1k_usd is None:
+            _from_measured_tokens(result, summary, name, volume)
         out[name] = result.model_dump(mode="json")
     return out
+
+
+def _from_measured_tokens(result: Any, summary: Mapping[str, Any], name: str, volume: int) -> None:
+    """A token-priced provider's projection from the run's own calls (each priced from its token usage)."""
+    measured = ((summary.get("providers") or {}).get(name) or {}).get("cost_usd") or {}
+    per_1k = measured.get("per_1k")
+    if per_1k is None:
+        return
+    result.per_1k_usd = float(per_1k)
+    result.monthly_usd = float(per_1k) * volume / 1000.0
+    result.assumptions = [
+        f"measured in this run: ${float(per_1k):.4f} per 1,000 images, each call priced from its own token "
+        "usage (images count as input tokens)",
+        *[a for a in result.assumptions if not a.startswith("no call measured yet")],
+    ]

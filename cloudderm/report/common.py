@@ -136,7 +136,9 @@ def metric_rows(summary: Mapping[str, Any]) -> list[MetricRow]:
         MetricRow("errors", "errors", fmt_count),
         MetricRow("skipped", "skipped", fmt_count),
         MetricRow("scored (labelled)", "n_scored", fmt_count),
+        MetricRow("answer rate (label given)", "answer_rate", fmt_pct),
         MetricRow("accuracy", "accuracy", fmt_pct),
+        MetricRow("accuracy among answered", "accuracy_answered", fmt_pct),
         MetricRow("balanced accuracy", "balanced_accuracy", fmt_pct),
         MetricRow("macro-F1", "macro_f1", fmt_num),
         MetricRow("melanoma sensitivity", "melanoma_sensitivity", fmt_pct),
@@ -297,3 +299,10 @@ def risks(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The risk register, most severe first (unknown severities last, original order kept)."""
     items = [dict(r) for r in summary.get("risks") or [] if isinstance(r, Mapping)]
     return sorted(items, key=lambda r: _SEVERITY_ORDER.get(str(r.get("severity", "")).lower(), 9))
+
+
+def md_escape(text: Any) -> str:
+    """Cell text that cannot break the table or inject HTML: pipes escaped, newlines flattened."""
+    s = str(text).replace("\\", "\\\\").replace("|", "\\|")
+    s = s.replace("<", "&lt;").replace(">", "&gt;")
+    return " ".join(s.splitlines())

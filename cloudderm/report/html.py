@@ -24,6 +24,7 @@ from cloudderm.report.common import (
     provider_names,
 )
 from cloudderm.report.details import Details
+from cloudderm.report.explain_section import explain_html
 from cloudderm.report.thumbs import thumbnail_uri
 
 __all__ = ["render_html"]
@@ -174,6 +175,7 @@ def render_html(summary: Mapping[str, Any], details: Details, *, images_root: Pa
     for table in t.diff_tables(summary):
         body.append(_table(table))
     body.append(_disagreements(summary, details, images_root))
+    body.append(explain_html(summary))  # only when the run was given --explain N
     body.append(_confusions(summary))
     for builder in (t.cost_table, t.governance_table, t.risk_table):
         table = builder(summary)

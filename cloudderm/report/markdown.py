@@ -6,17 +6,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from cloudderm.report import tables as t
-from cloudderm.report.common import DISCLAIMER, NA, cards_by_provider, fact_text, flags, provider_names
+from cloudderm.report.common import (
+    DISCLAIMER,
+    NA,
+    cards_by_provider,
+    fact_text,
+    flags,
+    md_escape,
+    provider_names,
+)
 from cloudderm.report.details import Details
+from cloudderm.report.explain_section import explain_markdown
 
 __all__ = ["render_markdown"]
-
-
-def md_escape(text: Any) -> str:
-    """Cell text that cannot break the table or inject HTML: pipes escaped, newlines flattened."""
-    s = str(text).replace("\\", "\\\\").replace("|", "\\|")
-    s = s.replace("<", "&lt;").replace(">", "&gt;")
-    return " ".join(s.splitlines())
 
 
 def _table(table: t.TextTable, level: str = "##") -> list[str]:
@@ -85,6 +87,7 @@ def render_markdown(summary: Mapping[str, Any], details: Details) -> str:
     for table in t.diff_tables(summary):
         lines += _table(table)
     lines += _table(t.disagreement_table(summary, details))
+    lines += explain_markdown(summary)  # only when the run was given --explain N
     confusion = t.confusion_tables(summary)
     if confusion:
         lines += ["## Confusion matrices", "", "Rows: true label; columns: predicted label.", ""]

@@ -87,7 +87,9 @@ def summary_table(summary: Mapping[str, Any]) -> TextTable:
             "images",
             "answered",
             "errors",
+            "answer rate",
             "accuracy",
+            "acc. answered",
             "balanced acc.",
             "macro-F1",
             "melanoma sens.",
@@ -99,7 +101,8 @@ def summary_table(summary: Mapping[str, Any]) -> TextTable:
             "p95",
             "cost / 1k",
         ],
-        note="n/a = unknown or not computable (never 0). Accuracy metrics use labelled, answered images.",
+        note="n/a = unknown or not computable (never 0). Accuracy metrics use labelled images; an abstention "
+        "or unparseable answer counts as wrong, except in 'acc. answered' (answered images only).",
     )
     for name in provider_names(summary):
         p = summary["providers"][name]
@@ -110,7 +113,9 @@ def summary_table(summary: Mapping[str, Any]) -> TextTable:
                 fmt_count(p.get("n")),
                 fmt_count(p.get("ok")),
                 fmt_count(p.get("errors")),
+                fmt_pct(p.get("answer_rate")),
                 fmt_pct(p.get("accuracy")),
+                fmt_pct(p.get("accuracy_answered")),
                 fmt_pct(p.get("balanced_accuracy")),
                 fmt_num(p.get("macro_f1")),
                 fmt_pct(p.get("melanoma_sensitivity")),

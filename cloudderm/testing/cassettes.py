@@ -3,7 +3,9 @@
 Why vcrpy: it patches ``http.client``, urllib3 (botocore's own connection classes included), requests and
 httpx at the connection level, so one recorder sees boto3 (SageMaker), azure-core's ``RequestsTransport``
 (Azure ML) and the aiplatform REST transport (Vertex AI, requests under google-auth's
-``AuthorizedSession``) alike. What is kept of each exchange is decided in :mod:`cloudderm.testing.redact`,
+``AuthorizedSession``) alike; from vcrpy 9.4 it also patches ``httpx2``, the transport of the openai,
+anthropic and google-genai SDKs (tests/adapters/test_openai_cassette.py records from threads and replays).
+What is kept of each exchange is decided in :mod:`cloudderm.testing.redact`,
 how it is written in :mod:`cloudderm.testing.cassette_format`; this module decides how requests are
 matched, when the network is blocked and when a recording is saved.
 

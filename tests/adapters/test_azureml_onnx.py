@@ -362,6 +362,25 @@ def test_real_lesion_photos_batch_like_singles(exported, shared_data):
         )
 
 
+def test_session_does_not_spin_and_takes_the_configured_threads(exported, sample_images, monkeypatch):
+    """Spin-waiting burns CPU between runs (see cloudderm/adapters/_ort.py); threads come from settings."""
+    import onnxruntime as ort
+
+    seen = []
+    real = ort.InferenceSession
+
+    def spy(path, sess_options=None, **kwargs):
+        seen.append(sess_options)
+        return real(path, sess_options=sess_options, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    make(exported[1], intra_op_threads=1).classify(sample_images[0])
+    (options,) = seen
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.get_session_config_entry("session.inter_op.allow_spinning") == "0"
+
+
 def test_pickles_before_and_after_warm_up_and_answers_the_same(exported, sample_images):
     import pickle
 

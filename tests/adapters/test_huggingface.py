@@ -528,6 +528,27 @@ def test_settings_class_is_registered() -> None:
     assert HuggingFaceClassifier.Settings is HuggingFaceSettings
 
 
+def test_onnx_session_does_not_spin_and_takes_onnx_threads(models, onnx_cache, monkeypatch) -> None:
+    """Spin-waiting burns CPU between runs (see cloudderm/adapters/_ort.py); threads come from settings."""
+    import onnxruntime as ort
+
+    seen = []
+    real = ort.InferenceSession
+
+    def spy(path, options=None, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(options)
+        return real(path, options, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    load(models["mobilenet"], runtime="onnx", onnx_cache_dir=str(onnx_cache), onnx_threads=1).classify(
+        images(1)[0]
+    )
+    options = seen[-1]
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.get_session_config_entry("session.inter_op.allow_spinning") == "0"
+
+
 def test_pickles_before_and_after_warm_up_and_answers_the_same(models) -> None:
     """Process pools and Ray ship adapters to workers: rebuilt from settings, the model loads again lazily."""
     import pickle

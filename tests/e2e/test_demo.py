@@ -104,10 +104,10 @@ def test_untrained_warning_is_in_the_summary_and_the_terminal(demo_run: tuple[in
     summary = json.loads((out / "summary.json").read_text())
     assert summary["demo"]["untrained"] is True and summary["demo"]["warnings"] == [UNTRAINED_WARNING]
     assert set(summary["providers"]) == {
-        "local-skin-vit",
-        "sagemaker-mobilenet",
-        "azureml-skin-vit",
-        "vertex-skin-vit",
+        "local-sklesion",
+        "sagemaker-imagenet",
+        "azureml-sklesion",
+        "vertex-sklesion-meta",
     }
     for name, entry in summary["providers"].items():
         assert entry["warnings"][0] == UNTRAINED_WARNING, name
@@ -121,15 +121,15 @@ def test_the_emulated_clouds_answer_exactly_like_the_local_model(demo_run: tuple
     summary = json.loads((out / "summary.json").read_text())
     assert summary["demo"]["uploads_with_metadata"] is False
     pairs = {frozenset(key.split("|")): value for key, value in summary["agreement"].items()}
-    for cloud in ("azureml-skin-vit", "vertex-skin-vit"):
-        assert pairs[frozenset({"local-skin-vit", cloud})]["agreement"] == 1.0
+    for cloud in ("azureml-sklesion", "vertex-sklesion-meta"):  # stand-ins get no metadata
+        assert pairs[frozenset({"local-sklesion", cloud})]["agreement"] == 1.0
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     by_image: dict[str, dict[str, list]] = {}
     for record in records:
         by_image.setdefault(record["sha256"], {})[record["provider"]] = record["labels"]
     for answers in by_image.values():
-        local = {ls["label"]: ls["score"] for ls in answers["local-skin-vit"]}
-        for cloud in ("azureml-skin-vit", "vertex-skin-vit"):
+        local = {ls["label"]: ls["score"] for ls in answers["local-sklesion"]}
+        for cloud in ("azureml-sklesion", "vertex-sklesion-meta"):
             remote = {ls["label"]: ls["score"] for ls in answers[cloud]}
             assert remote == pytest.approx(local, abs=1e-6), cloud
 
@@ -144,3 +144,61 @@ def test_find_examples_prefers_the_arguments(tmp_path: Path) -> None:
         find_examples(tmp_path / "missing")
     with pytest.raises(ConfigError, match="does not exist"):
         find_examples(tmp_path / "pics", tmp_path / "nope.csv")
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path, str]:
+    """The demo on the built-in trained models, on six images (three dermoscopic, three smartphone)."""
+    pytest.importorskip("boto3")
+    pytest.importorskip("azure.core")
+    pytest.importorskip("google.cloud.aiplatform_v1")
+    from cloudderm.models.cards import CARDS
+    from cloudderm.models.store import fetch_command, is_ready
+
+    for card in CARDS.values():
+        if not is_ready(card):
+            pytest.skip(f"{card.name} is not in the model cache: run `{fetch_command(card)}`")
+    root = tmp_path_factory.mktemp("trained")
+    images = root / "images"
+    images.mkdir()
+    rows = (REPO_ROOT / "examples" / "labels.csv").read_text().splitlines()
+    picked = [r for r in rows[1:] if r.startswith("ISIC")][:3] + [r for r in rows[1:] if r.startswith("PAT")][
+        :3
+    ]
+    for row in picked:
+        name = row.split(",")[0]
+        (images / name).write_bytes((REPO_ROOT / "examples" / "images" / name).read_bytes())
+    (root / "labels.csv").write_text("\n".join([rows[0], *picked]) + "\n")
+    out = root / "out"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        import io
+        from contextlib import redirect_stdout
+
+        printed = io.StringIO()
+        with redirect_stdout(printed):
+            labels = str(root / "labels.csv")
+            code = main(
+                ["demo", "-o", str(out), "--images", str(images), "--labels", labels, "--no-progress"]
+            )
+    return code, out, printed.getvalue()
+
+
+@pytest.mark.slow
+def test_demo_on_trained_models_leads_with_findings(trained_run: tuple[int, Path, str]) -> None:
+    code, out, printed = trained_run
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["demo"]["untrained"] is False and summary["demo"]["warnings"] == []
+    assert "UNTRAINED" not in printed and UNTRAINED_WARNING not in (out / "report.md").read_text()
+    assert {"local-sklesion", "sagemaker-imagenet", "azureml-sklesion", "vertex-sklesion-meta"} <= set(
+        summary["providers"]
+    )
+    notices = summary["notices"]
+    assert any(n.startswith("local-sklesion: accuracy") and "95% CI" in n for n in notices)
+    assert any("EfficientNet-Lite0" in n and "out of domain on every lesion" in n for n in notices)
+    assert summary["providers"]["sagemaker-imagenet"]["out_of_domain_rate"] == 1.0
+    markdown = (out / "report.md").read_text()
+    assert markdown.index("out of domain on every lesion") < markdown.index("|"), "findings before tables"
+    pairs = {frozenset(key.split("|")): value for key, value in summary["agreement"].items()}
+    assert pairs[frozenset({"local-sklesion", "azureml-sklesion"})]["agreement"] == 1.0  # same ONNX model

@@ -46,7 +46,7 @@ def test_every_cloud_adapter_replays_what_it_recorded_from_the_emulators(tmp_pat
                 recorded[provider] = clf.classify_batch(images)
             protocol = provider.removeprefix("skin-")
             assert recording.interactions == emulator.endpoint_stats(protocol, "skin").requests >= 1, provider
-    assert sorted(recorded) == ["skin-azureml", "skin-sagemaker", "skin-vertex"]
+    assert sorted(recorded) == ["skin-azureml", "skin-openai", "skin-sagemaker", "skin-vertex"]
 
     connects: list = []
     real_connect = socket.socket.connect
@@ -61,5 +61,5 @@ def test_every_cloud_adapter_replays_what_it_recorded_from_the_emulators(tmp_pat
         ], provider
         assert replay.play_count >= 1 and replay.blocked == []
     assert connects == []
-    # the three providers saw the same prepared bytes: one hash per image across all of them
+    # every provider saw the same prepared bytes: one hash per image across all of them
     assert len({p.image_sha256 for predictions in recorded.values() for p in predictions}) == len(images)

@@ -132,3 +132,20 @@ def test_settings_of_another_adapter_are_refused() -> None:
 
     with pytest.raises(ConfigError, match="settings must be FakeSettings, not AdapterSettings"):
         FakeClassifier("f", AdapterSettings(adapter="fake"))
+
+
+def test_label_scores_validate_in_one_pass_sorted_and_clamped() -> None:
+    from pydantic import ValidationError
+
+    from cloudderm.classifier import label_scores
+    from cloudderm.prediction import LabelScore
+
+    pairs = [("a", 0.2), ("b", 1.0000001), ("c", -1e-9), ("d", 0.5)]
+    assert label_scores(pairs) == [
+        LabelScore(label="b", score=1.0),
+        LabelScore(label="d", score=0.5),
+        LabelScore(label="a", score=0.2),
+        LabelScore(label="c", score=0.0),
+    ]
+    with pytest.raises(ValidationError):
+        label_scores([("a", 1.5)])

@@ -65,10 +65,10 @@ def with_echo(monkeypatch: pytest.MonkeyPatch):
     get_protocol.cache_clear()
 
 
-def test_the_three_built_in_protocols_are_registered() -> None:
-    assert protocol_names() == ["sagemaker", "azureml", "vertex"]
-    assert [get_protocol(n).adapter for n in protocol_names()] == ["sagemaker", "azureml", "vertex"]
-    with pytest.raises(ValueError, match="known: sagemaker, azureml, vertex"):
+def test_the_built_in_protocols_are_registered() -> None:
+    assert protocol_names() == ["sagemaker", "azureml", "vertex", "openai"]
+    assert [get_protocol(n).adapter for n in protocol_names()] == ["sagemaker", "azureml", "vertex", "openai"]
+    with pytest.raises(ValueError, match="known: sagemaker, azureml, vertex, openai"):
         get_protocol("kserve")
 
 

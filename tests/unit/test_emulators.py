@@ -461,3 +461,22 @@ def test_backend_scores_the_uploaded_bytes_unchanged(emu: Emulator, fake: FakeCl
     upright = prepare(rotated)
     assert (upright.width, upright.height) == (30, 40)
     assert fake.per_image[upright.sha256] == 1 and fake.per_image[hashlib.sha256(rotated).hexdigest()] == 0
+
+
+def test_server_backlog_takes_a_burst_of_connections_before_accepting() -> None:
+    """The runner opens 16+ connections at once; socketserver's default backlog (5) would drop SYNs."""
+    import socket
+
+    from cloudderm.emulate.server import EmulatorServer
+
+    server = EmulatorServer(None)  # type: ignore[arg-type]  # listening, nothing accepted yet
+    clients = []
+    try:
+        for _ in range(48):
+            client = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            clients.append(client)
+        assert len(clients) == 48
+    finally:
+        for client in clients:
+            client.close()
+        server.server_close()

@@ -277,3 +277,72 @@ def test_real_exif_orientation_image(shared_data: Path) -> None:
     out = prepare(path)
     assert orientation == 6
     assert (out.width, out.height) == (stored[1], stored[0])
+
+
+# ---- byte limits: estimate, one decode, quality search ---------------------------------------------
+@pytest.fixture(scope="module")
+def camera_like() -> bytes:
+    """A 3000x2000 noisy photo-like JPEG with EXIF: textured enough that quality moves its size."""
+    rng = np.random.default_rng(7)
+    y, x = np.mgrid[0:2000, 0:3000]
+    base = np.stack([x / 3000 * 200, y / 2000 * 200, (x * y) % 97 + 60], axis=-1)
+    noisy = np.clip(base + rng.integers(-12, 13, size=base.shape), 0, 255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x010F] = "TestCamera"
+    return encode(Image.fromarray(noisy), "JPEG", quality=92, exif=exif.tobytes())
+
+
+def test_byte_limit_is_met_deterministically_without_metadata(camera_like: bytes) -> None:
+    limit = len(camera_like) // 3
+    a, b = prepare(camera_like, max_bytes=limit), prepare(camera_like, max_bytes=limit)
+    assert a.data == b.data and a.size_bytes <= limit
+    assert not has_metadata(a.data)
+    assert abs(a.width / a.height - 1.5) < 0.01
+
+
+def test_byte_limit_decodes_once_at_a_reduced_scale(
+    camera_like: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A limit of ~1/4 of the input's bytes asks for ~1/2 of each side: the draft decode, not a full one."""
+    from PIL import JpegImagePlugin
+
+    decoded: list[tuple[int, int]] = []
+    real_draft = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size):  # type: ignore[no-untyped-def]
+        result = real_draft(self, mode, size)
+        decoded.append(self.size)
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    out = prepare(camera_like, max_bytes=len(camera_like) // 4)
+    assert decoded == [(1500, 1000)]
+    assert out.size_bytes <= len(camera_like) // 4 and max(out.width, out.height) <= 1500
+
+
+def test_small_overshoot_lowers_quality_not_pixels(camera_like: bytes) -> None:
+    """Just over the limit at the default quality: the same pixels at a lower quality, not fewer pixels."""
+    full = prepare(camera_like)
+    out = prepare(full.data, max_bytes=int(full.size_bytes * 0.8))
+    assert (out.width, out.height) == (full.width, full.height)
+    assert out.size_bytes <= full.size_bytes * 0.8
+
+
+def test_limits_far_below_the_quality_floor_shrink_the_image(camera_like: bytes) -> None:
+    out = prepare(camera_like, max_bytes=40_000)
+    assert out.size_bytes <= 40_000 and out.width < 1500
+
+
+def test_a_pil_input_is_not_modified() -> None:
+    img = Image.new("RGB", (64, 48), (10, 200, 30))
+    img.info["comment"] = b"keep me"
+    out = prepare(img)
+    assert img.info["comment"] == b"keep me" and img.size == (64, 48)
+    assert not has_metadata(out.data)
+
+
+def test_png_over_the_limit_becomes_jpeg() -> None:
+    noisy = (np.random.default_rng(3).random((400, 600, 3)) * 255).astype(np.uint8)
+    png = encode(Image.fromarray(noisy), "PNG")
+    out = prepare(png, max_bytes=len(png) // 3)
+    assert out.media_type == "image/jpeg" and out.size_bytes <= len(png) // 3

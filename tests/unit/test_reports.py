@@ -219,7 +219,10 @@ def test_markdown_has_the_tables(run: tuple) -> None:
     md = run[2]["markdown"].read_text(encoding="utf-8")
     assert md.startswith("# cloudderm comparison report")
     assert "**NOT A DIAGNOSIS.**" in md
-    assert "| provider | model | images | answered | errors | accuracy | balanced acc. |" in md
+    assert (
+        "| provider | model | images | answered | errors | answer rate | accuracy | acc. answered |"
+        " balanced acc. |" in md
+    )
     assert "|---|---|" in md
     for heading in (
         "## Per-class sensitivity",
@@ -233,7 +236,7 @@ def test_markdown_has_the_tables(run: tuple) -> None:
         "## Intended use and warnings",
     ):
         assert heading in md, heading
-    assert "| A | derm-vit | 6 | 6 | 0 | 60.0% | 50.0% | 0.433 |" in md
+    assert "| A | derm-vit | 6 | 6 | 0 | 100.0% | 60.0% | 60.0% | 50.0% | 0.433 |" in md
     assert "| high | out-of-domain model |" in md
     assert md.index("| high |") < md.index("| medium |") < md.index("| low |")
     assert "n/a" in md  # C's triage specificity is unknown, shown as n/a and never as 0

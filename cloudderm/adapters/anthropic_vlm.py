@@ -1,0 +1,234 @@
+"""Anthropic Messages API as a classifier: the image as a base64 block, through the official SDK.
+
+The SDK's ``messages.create`` (anthropic>=2) has no ``temperature``, so this adapter sends none and refuses
+``temperature``/``samples`` settings: its score source is the model's stated confidence. The prompt is the
+taxonomy prompt of the generative base; the answer is asked for as JSON through
+``output_config.format`` (structured outputs) unless ``response_format: text``. A ``stop_reason: refusal``
+is an abstention with the refusal kept; a 429 is a retryable ``ProviderThrottled`` and a 529 (overloaded)
+a retryable HTTP error. The SDK's own retries are off: the cloudderm runner owns retries.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlparse
+
+from pydantic import SecretStr, model_validator
+
+from cloudderm.adapters._generative import GenerativeClassifier, GenerativeSettings, Reply
+from cloudderm.adapters._net import is_loopback
+from cloudderm.adapters._vlm_prompt import answer_schema
+from cloudderm.classifier import ImageLimits, Usage
+from cloudderm.core import PriceQuery
+from cloudderm.errors import (
+    ConfigError,
+    MissingDependencyError,
+    ProviderError,
+    ProviderHTTPError,
+    ProviderThrottled,
+    ProviderTimeout,
+    install_hint,
+)
+from cloudderm.governance.card import ServiceFacts
+from cloudderm.images import PreparedImage
+
+__all__ = ["AnthropicClassifier", "AnthropicSettings"]
+
+DEFAULT_TIMEOUT_S = 60.0
+MAX_IMAGE_BYTES = 5 * 1024 * 1024  # the Messages API's documented per-image limit (5 MB)
+MAX_IMAGE_SIDE = 8000
+KEY_ENV = "ANTHROPIC_API_KEY"
+DEFAULT_URL = "https://api.anthropic.com"
+
+
+class AnthropicSettings(GenerativeSettings):
+    """Anthropic Messages settings (``api_key`` else ``ANTHROPIC_API_KEY``)."""
+
+    adapter: str = "anthropic"
+    api_key: SecretStr | None = None
+    response_format: Literal["json_schema", "text"] = "json_schema"
+    region: str | None = None
+
+    @model_validator(mode="after")
+    def _no_sampling_control(self) -> AnthropicSettings:
+        if self.temperature != 0 or self.samples != 1:
+            raise ValueError(
+                "the Anthropic SDK's messages.create (anthropic>=2) takes no temperature, so neither "
+                "temperature nor samples can be set for this adapter; its score is the stated confidence"
+            )
+        return self
+
+
+def _schema_for_anthropic(codes: tuple[str, ...]) -> dict[str, Any]:
+    """The answer schema without numeric bounds (not every structured-output backend accepts them).
+
+    The 0..1 range of ``confidence`` is still enforced, by the strict parser.
+    """
+    schema = answer_schema(codes)
+    schema["properties"]["confidence"] = {"type": "number"}
+    return schema
+
+
+class AnthropicClassifier(GenerativeClassifier):
+    """A Claude model asked through the Messages API."""
+
+    adapter = "anthropic"
+    vendor: ClassVar[str] = "anthropic"
+    Settings = AnthropicSettings
+
+    def __init__(self, name: str, settings: AnthropicSettings, **kwargs: Any) -> None:
+        super().__init__(name, settings, **kwargs)
+        self.an = settings
+        self.timeout_s = settings.timeout_s or DEFAULT_TIMEOUT_S
+        self._lock = threading.Lock()
+        self._client: Any = None
+
+    @property
+    def url(self) -> str:
+        return self.an.endpoint_url or DEFAULT_URL
+
+    def service_facts(self) -> ServiceFacts:
+        return ServiceFacts(
+            service="Anthropic Messages API" if not self.an.endpoint_url else f"Messages API at {self.host}",
+            vendor="anthropic",
+            region=self.an.region,
+            data_leaves_machine=not is_loopback(self.url),
+            general_purpose_model=True,
+        )
+
+    @property
+    def host(self) -> str:
+        return urlparse(self.url).hostname or self.url
+
+    def price_query(self) -> PriceQuery:
+        return PriceQuery(
+            label=f"Anthropic model {self.an.model}", entry_ids=(f"anthropic-tokens-{self.an.model}",)
+        )
+
+    def image_limits(self) -> ImageLimits:
+        return ImageLimits(max_bytes=MAX_IMAGE_BYTES, max_side=MAX_IMAGE_SIDE)
+
+    def warm_up(self) -> None:
+        _ = self.client
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = self._build_client()
+            return self._client
+
+    def _build_client(self) -> Any:
+        try:
+            import anthropic
+        except ImportError as e:
+            raise MissingDependencyError(install_hint("anthropic", "the Anthropic SDK")) from e
+        key = self.an.api_key.get_secret_value() if self.an.api_key else os.environ.get(KEY_ENV)
+        if not key:
+            raise ConfigError(
+                f"no Anthropic API key: set api_key: ${{{KEY_ENV}}} or export {KEY_ENV}",
+                provider=self.name,
+                field="api_key",
+            )
+        return anthropic.Anthropic(
+            api_key=key, base_url=self.an.endpoint_url, timeout=self.timeout_s, max_retries=0
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def request_body(self, image: PreparedImage) -> dict[str, Any]:
+        """The Messages API arguments for one image: image block first, then the prompt."""
+        body: dict[str, Any] = {
+            "model": self.an.model,
+            "max_tokens": self.an.max_output_tokens,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "image",
+                            "source": {
+                                "type": "base64",
+                                "media_type": image.media_type,
+                                "data": base64.b64encode(image.data).decode("ascii"),
+                            },
+                        },
+                        {"type": "text", "text": self.prompt_text(image)},
+                    ],
+                }
+            ],
+        }
+        if self.an.response_format == "json_schema":
+            body["output_config"] = {
+                "format": {"type": "json_schema", "schema": _schema_for_anthropic(self.prompt.codes)}
+            }
+        return body
+
+    def _ask(self, image: PreparedImage) -> Reply:
+        client = self.client
+        try:
+            message = client.messages.create(**self.request_body(image))
+        except Exception as e:  # mapped to typed errors below
+            mapped = self._map_error(e)
+            if mapped is None:
+                raise
+            raise mapped from e
+        return self.decode(message.model_dump(mode="json"))
+
+    def decode(self, payload: dict[str, Any]) -> Reply:
+        """A Messages API response body -> Reply (pure)."""
+        blocks = payload.get("content") or []
+        text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text") or None
+        usage = payload.get("usage") or {}
+        stop = payload.get("stop_reason")
+        return Reply(
+            text=text,
+            usage=Usage(usage.get("input_tokens"), usage.get("output_tokens")) if usage else None,
+            model=payload.get("model"),
+            request_id=payload.get("id"),
+            refusal=(text or "stop_reason refusal") if stop == "refusal" else None,
+            details={"stop_reason": stop},
+        )
+
+    def _map_error(self, error: BaseException) -> ProviderError | None:
+        import anthropic
+
+        where: dict[str, Any] = {"provider": self.name, "endpoint": self.model_id}
+        if isinstance(error, anthropic.APITimeoutError):
+            return ProviderTimeout(
+                f"no answer from {self.host} within {self.timeout_s:g} s (timeout_s)", **where
+            )
+        if isinstance(error, anthropic.APIConnectionError):
+            return ProviderError(
+                f"cannot connect to {self.host}: {type(error).__name__}", retryable=True, **where
+            )
+        if isinstance(error, anthropic.APIStatusError):
+            body = error.body if isinstance(error.body, dict) else {}
+            inner = body.get("error") if isinstance(body.get("error"), dict) else {}
+            message = str(inner.get("message") or type(error).__name__)[:300]
+            request_id = error.response.headers.get("request-id")
+            retry_after = _seconds(error.response.headers.get("retry-after"))
+            if error.status_code == 429:
+                return ProviderThrottled(
+                    f"HTTP 429: {message}", retry_after=retry_after, request_id=request_id, **where
+                )
+            if error.status_code in (401, 403):
+                message += f" (check api_key / {KEY_ENV})"
+            return ProviderHTTPError(
+                message, status=error.status_code, retry_after=retry_after, request_id=request_id, **where
+            )
+        return None
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
