@@ -14,7 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter
 
@@ -26,7 +26,7 @@ from cloudderm.taxonomy import HAM10000, Taxonomy
 
 if TYPE_CHECKING:
     from cloudderm.explain.types import Explanation
-    from cloudderm.governance.card import GovernanceCard, ModelFacts, ServiceFacts
+    from cloudderm.facts import GovernanceCard, ModelFacts, ServiceFacts
     from cloudderm.pricing import PricingModel
 
 __all__ = [
@@ -44,9 +44,6 @@ ContextLike = ImageContext | Mapping[str, Any] | None
 # One item of ``classify_batch``: an image, or an ``(image, context)`` pair.
 BatchItem = ImageLike | PreparedImage | tuple[ImageLike | PreparedImage, ContextLike]
 
-OUT_OF_DOMAIN_WARNING = (
-    "out-of-domain: the model's top label {label!r} is not a skin-lesion class in the {taxonomy} taxonomy"
-)
 NOT_NORMALISED_WARNING = "scores not normalised: they sum to {total:.3f}, not 1"
 INDEPENDENT_SCORES_WARNING = (
     "scores are independent per-label probabilities (multi-label), not a distribution"
@@ -111,12 +108,17 @@ class RawResult:
     reason: str | None = None
 
 
-class Classifier(ABC):
+SettingsT = TypeVar("SettingsT", bound=AdapterSettings)
+
+
+class Classifier(ABC, Generic[SettingsT]):
     """Classify images through one provider. Sync by design; the compare runner adds concurrency.
 
-    Subclasses set ``adapter`` and ``Settings`` and implement ``_infer``, ``model_id`` and
-    ``service_facts``; they override ``image_limits``, ``model_facts`` and ``close`` where relevant and
-    set ``max_batch_size`` above 1 when the provider accepts several images per call.
+    Generic in its settings: ``class MyClassifier(Classifier[MySettings])`` makes ``self.settings`` a
+    ``MySettings`` for type checkers, with no per-adapter alias. Subclasses set ``adapter``, ``vendor`` and
+    ``Settings`` and implement ``_infer``, ``model_id`` and ``service_facts``; they override
+    ``image_limits``, ``model_facts``, ``price_query``, ``warm_up`` and ``close`` where relevant and set
+    ``max_batch_size`` above 1 when the provider accepts several images per call.
     """
 
     adapter: ClassVar[str]
@@ -130,7 +132,7 @@ class Classifier(ABC):
     def __init__(
         self,
         name: str,
-        settings: AdapterSettings,
+        settings: SettingsT,
         *,
         taxonomy: Taxonomy = HAM10000,
         retry_policy: RetryPolicy | None = None,
@@ -144,7 +146,7 @@ class Classifier(ABC):
                 field="adapter",
             )
         self.name = name
-        self.settings = settings
+        self.settings: SettingsT = settings
         self._base_taxonomy = taxonomy
         self.taxonomy = taxonomy.with_synonyms(settings.label_map)
         self.retry_policy = retry_policy or RetryPolicy(max_retries=settings.max_retries or 0)
@@ -175,6 +177,11 @@ class Classifier(ABC):
         """The provider's request limits, used to prepare images that fit."""
         return ImageLimits()
 
+    def hash_extras(self) -> dict[str, Any]:
+        """What changes this provider's answers besides its wire settings (a generative adapter returns its
+        rendered prompt template here); folded into the config hash, so changing it re-sends."""
+        return {}
+
     def price_query(self) -> PriceQuery:
         """What the price catalog needs to price this provider (see ``cloudderm.core.PriceQuery``).
 
@@ -193,10 +200,6 @@ class Classifier(ABC):
 
     def close(self) -> None:
         """Release clients, sessions and models."""
-
-    def hash_extras(self) -> dict[str, Any]:
-        """What decides the answers beyond the settings (a generative model's rendered prompt); hashed."""
-        return {}
 
     # ---- provided to users ----------------------------------------------------------------------
     def prepare(self, image: ImageLike | PreparedImage) -> PreparedImage:
@@ -330,14 +333,11 @@ class Classifier(ABC):
         """Normalise one decoded answer into a Prediction with taxonomy, warnings and cost."""
         labels = label_scores(raw.labels)
         warnings = [*self.standing_warnings, *raw.warnings]
-        canonical = triage = None
-        if labels and raw.outcome == "answered":
-            canonical = self.taxonomy.canonical(labels[0].label)
-            triage = self.taxonomy.triage(canonical)
-            if canonical is None:
-                warnings.append(
-                    OUT_OF_DOMAIN_WARNING.format(label=labels[0].label, taxonomy=self.taxonomy.name)
-                )
+        answered = bool(labels) and raw.outcome == "answered"
+        canonical, triage, out_of_domain = self.taxonomy.map_top(labels[0].label if answered else None)
+        if out_of_domain:
+            warnings.append(out_of_domain)
+        if answered:
             total = sum(ls.score for ls in labels)
             if raw.scores_independent:
                 warnings.append(INDEPENDENT_SCORES_WARNING)

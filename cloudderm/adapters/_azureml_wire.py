@@ -31,6 +31,7 @@ from pydantic import SecretStr
 
 from cloudderm.errors import (
     BODY_EXCERPT_CHARS,
+    ProviderAuthError,
     ProviderError,
     ProviderHTTPError,
     ProviderThrottled,
@@ -321,7 +322,7 @@ def error_for_status(
     excerpt = scrub(text, secrets)[:BODY_EXCERPT_CHARS].strip()
     said = f"; the endpoint said: {excerpt!r}" if excerpt and status not in (401, 403) else ""
     if (status, auth) in _AUTH_HINTS:
-        return ProviderHTTPError(_AUTH_HINTS[(status, auth)] + after, status=status, retryable=False, **where)
+        return ProviderAuthError(_AUTH_HINTS[(status, auth)] + after, status=status, retryable=False, **where)
     if status == 408:
         return ProviderTimeout(
             "HTTP 408: the model took longer than the deployment's request_settings.request_timeout_ms"

@@ -24,7 +24,7 @@ from cloudderm.compare.progress import make_progress
 from cloudderm.compare.runner import DEFAULT_BREAKER_THRESHOLD, ProviderPlan, Runner, RunOutcome
 from cloudderm.compare.store import ResultStore, config_hash
 from cloudderm.config import Config, load_config
-from cloudderm.errors import CloudDermError, ConfigError
+from cloudderm.errors import CompareInterrupted, ConfigError
 from cloudderm.startup import start_providers
 from cloudderm.taxonomy import get_taxonomy
 
@@ -35,15 +35,6 @@ __all__ = ["CompareInterrupted", "run_compare"]
 
 RESULTS_DB = "results.sqlite"
 PREDICTIONS = "predictions.jsonl"
-
-
-class CompareInterrupted(CloudDermError):
-    """The run stopped early (Ctrl-C); every answer received is in the store and a re-run resumes."""
-
-    def __init__(self, message: str, outcome: RunOutcome, out: Path) -> None:
-        super().__init__(message)
-        self.outcome = outcome
-        self.out = out
 
 
 def run_compare(
@@ -98,7 +89,7 @@ def run_compare(
             number of cores up to 8; 1: everything in this process). Cloud calls stay on threads here.
 
     Returns:
-        The ``summary.json`` dict (DESIGN.md §2), plus a ``run`` entry with this run's counts.
+        The ``summary.json`` dict (``cloudderm.results.Summary``) plus this run's counts under ``run``.
 
     Raises:
         ConfigError / DatasetError: bad config, dataset, labels or subgroup column.
@@ -189,7 +180,15 @@ def run_compare(
                 counts = export_predictions(
                     store,
                     out_dir / PREDICTIONS,
-                    [ExportTarget(p.name, p.config_hash, p.classifier.taxonomy) for p in plans],
+                    [
+                        ExportTarget(
+                            p.name,
+                            p.config_hash,
+                            p.classifier.taxonomy,
+                            tuple(p.classifier.standing_warnings),
+                        )
+                        for p in plans
+                    ],
                 )
             summary = _summarise(
                 out_dir, data, plans, outcome, counts, subgroups, taxonomy, limit, volume, cfg.policy

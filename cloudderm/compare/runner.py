@@ -389,7 +389,7 @@ class Runner:
                 "ok",
                 final=True,
                 attempts=attempts,
-                record=ok_record(prediction),
+                record=ok_record(prediction, lane.plan.classifier.standing_warnings),
             )
             self._count(lane, "ok")
 
