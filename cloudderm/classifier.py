@@ -70,6 +70,18 @@ class AdapterSettings(BaseModel):
     # read. Secrets are needed only for a call, so the check is at warm-up / first call (require_env).
     _missing_env: tuple[tuple[str, str, str], ...] = PrivateAttr(default=())
 
+    def require_env(self, provider: str) -> None:
+        """Raise the ConfigError (exit 2) naming the unset variable, if these settings still hold one.
+
+        Called when a provider is about to be warmed up or called, never when a config is only read: ``cost``
+        and ``providers`` make no call, so they never need the secrets.
+        """
+        if self._missing_env:
+            from cloudderm.errors import unset_variable_error
+
+            field, var, source = self._missing_env[0]
+            raise unset_variable_error(var, source, provider, field)
+
 
 @dataclass(frozen=True)
 class ImageLimits:
@@ -228,10 +240,7 @@ class Classifier(ABC, Generic[SettingsT]):
 
     def classify_prepared(self, images: Sequence[PreparedImage]) -> list[Prediction]:
         """Classify already-prepared images without retrying (the runner owns retries and pacing)."""
-        if self.settings._missing_env:  # never send a literal ``${VAR}`` as a credential
-            from cloudderm.config import require_env
-
-            require_env(self.name, self.settings)
+        self.settings.require_env(self.name)  # never send a literal ``${VAR}`` as a credential
         out: list[Prediction] = []
         for chunk in self.plan_batches(images):
             started = time.perf_counter()

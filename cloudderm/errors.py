@@ -45,6 +45,7 @@ __all__ = [
     "ProviderThrottled",
     "ProviderTimeout",
     "ResponseFormatError",
+    "unset_variable_error",
     "config_error_from",
     "install_hint",
 ]
@@ -85,6 +86,18 @@ class MissingCredentialsError(ConfigError):
 
     A ConfigError, so exit 2: it is found while warming up, before any image is sent.
     """
+
+
+def unset_variable_error(
+    var: str, source: str | None, provider: str | None, field: str | None
+) -> ConfigError:
+    """The error for a ``${VAR}`` that is still unset when a provider is about to be called."""
+    return ConfigError(
+        f"environment variable {var} is not set (export {var}=... or use ${{{var}:-default}})",
+        file=source,
+        provider=provider,
+        field=field,
+    )
 
 
 class DatasetError(ConfigError):
