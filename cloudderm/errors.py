@@ -45,9 +45,9 @@ __all__ = [
     "ProviderThrottled",
     "ProviderTimeout",
     "ResponseFormatError",
-    "unset_variable_error",
     "config_error_from",
     "install_hint",
+    "unset_variable_error",
 ]
 
 BODY_EXCERPT_CHARS = 200
