@@ -90,7 +90,8 @@ class AppState:
 
     def remember(self, session: str | None, path: str | None) -> None:
         """An upload of this browser session, deleted when the session ends."""
-        if session and path and self.examples is not None and Path(path).parent != self.examples:
+        is_example = self.examples is not None and Path(path or "").parent == self.examples
+        if session and path and not is_example:
             with self._lock:
                 self._session_files.setdefault(session, set()).add(path)
 

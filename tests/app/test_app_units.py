@@ -132,3 +132,42 @@ def test_saliency_overlay_on_a_local_model(app_files, monkeypatch) -> None:
     with build_classifier("skin-vit", config) as classifier:
         html = overlay_html(classifier, prepare(EXAMPLES / "ISIC_0000000.jpg"))
     assert 'src="data:image/png;base64,' in html and "not evidence of a diagnosis" in html
+
+
+def test_the_temp_folder_is_gradios_cache_and_is_removed_on_cleanup(monkeypatch) -> None:
+    from cloudderm.app.uploads import AppTempDir
+
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    tempdir = AppTempDir()
+    upload = tempdir.path / "session" / "photo.jpg"
+    upload.parent.mkdir()
+    upload.write_bytes(b"jpeg")
+    import os
+
+    assert os.environ["GRADIO_TEMP_DIR"] == str(tempdir.path)
+    tempdir.cleanup()
+    assert not tempdir.path.exists()
+
+
+@pytest.mark.parametrize("with_examples", [True, False])
+def test_a_sessions_uploads_are_deleted_when_its_page_unloads(tmp_path: Path, with_examples: bool) -> None:
+    from types import SimpleNamespace
+
+    from cloudderm.app.ui import AppState, _on_unload
+
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    example = examples / "ex.jpg"
+    example.write_bytes(b"jpeg")
+    mine, other = tmp_path / "mine.jpg", tmp_path / "other.jpg"
+    mine.write_bytes(b"jpeg")
+    other.write_bytes(b"jpeg")
+    state = AppState(pool_or_future=None, examples=examples if with_examples else None)  # type: ignore[arg-type]
+    state.remember("s1", str(mine))
+    if with_examples:
+        state.remember("s1", str(example))
+    state.remember("s2", str(other))
+    _on_unload(state)(SimpleNamespace(session_hash="s1"))
+    assert not mine.exists()
+    assert other.exists()  # another session's upload stays until that page closes
+    assert example.exists()  # a bundled example is never deleted
