@@ -147,10 +147,12 @@ def _last_answer(store: Path) -> float:
 
 def _store_rows(path: Path, taxonomy_name: str) -> Iterable[dict[str, Any]]:
     """Rows of a run still being written, shaped exactly as ``predictions.jsonl`` will have them."""
-    from cloudderm.compare.export import _line  # the one owner of a stored answer's canonical code/triage
+    # the one owner of a stored answer's canonical code/triage
+    from cloudderm.compare.export import ExportTarget, _line
     from cloudderm.taxonomy import get_taxonomy
 
     taxonomy = get_taxonomy(taxonomy_name)
+    targets: dict[str, ExportTarget] = {}
     conn = _connect(path)
     try:
         query = (
@@ -166,7 +168,8 @@ def _store_rows(path: Path, taxonomy_name: str) -> Iterable[dict[str, Any]]:
                 "metadata": json.loads(metadata),
             }
             answer = {"status": status, "attempts": attempts, **json.loads(record)}
-            yield _line(item, provider, answer, taxonomy)
+            target = targets.setdefault(provider, ExportTarget(provider, "", taxonomy))
+            yield _line(item, provider, answer, target)
     finally:
         conn.close()
 

@@ -107,7 +107,9 @@ class RunningApp:
             self.process.kill()
 
 
-def start_app(config: Path, results: Path, log: Path, timeout_s: float = 180) -> RunningApp:
+def start_app(
+    config: Path, results: Path, log: Path, timeout_s: float = 180, extra: tuple[str, ...] = ()
+) -> RunningApp:
     """``cloudderm app`` as a user starts it, on loopback; returns once it answers HTTP."""
     port = free_port()
     env = {**os.environ, "CD_APP_CANARY": CANARY, "HF_HUB_OFFLINE": "1"}
@@ -125,6 +127,7 @@ def start_app(config: Path, results: Path, log: Path, timeout_s: float = 180) ->
             str(results),
             "--port",
             str(port),
+            *extra,
         ],
         cwd=REPO,
         env=env,

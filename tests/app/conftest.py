@@ -58,3 +58,26 @@ def screenshot(page: object, name: str) -> Path:
     path = ARTEFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
     return path
+
+
+AUTH = ("clinician", "s3cret-pass-9")
+
+
+@pytest.fixture(scope="session")
+def live_run(app_files: dict[str, Path]) -> Path:
+    """A copy of the finished run's store: the app reads it as a run still going (no predictions.jsonl)."""
+    live = app_files["folder"] / "live-run"
+    live.mkdir(exist_ok=True)
+    shutil.copy(app_files["run"] / "results.sqlite", live / "results.sqlite")
+    return live
+
+
+@pytest.fixture(scope="session")
+def authed_app(app_files: dict[str, Path], live_run: Path) -> Iterator[RunningApp]:
+    """A second app: ``--auth-file`` login, its results tab on ``live_run``."""
+    auth_file = app_files["folder"] / "users.txt"
+    auth_file.write_text(f"# who may use the app\n{AUTH[0]}:{AUTH[1]}\n", encoding="utf-8")
+    log = app_files["folder"] / "authed.log"
+    app = start_app(app_files["config"], live_run, log, extra=("--auth-file", str(auth_file)))
+    yield app
+    app.stop()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import urllib.error
 import urllib.request
 
 import pytest
 
 from tests.app.app_support import CANARY, EXAMPLES
-from tests.app.conftest import screenshot
+from tests.app.conftest import AUTH, screenshot
 
 pytestmark = pytest.mark.slow
 IMAGE = EXAMPLES / "ISIC_0000000.jpg"
@@ -106,3 +107,67 @@ def test_the_server_does_not_serve_files_outside_its_folders(running_app) -> Non
 def test_the_config_page_never_carries_the_canary(running_app) -> None:
     with urllib.request.urlopen(running_app.url + "config", timeout=10) as reply:
         assert CANARY not in reply.read().decode(errors="replace")
+
+
+def test_a_bundled_example_picked_in_the_browser_is_classified(page) -> None:
+    page.locator("#cd-providers").get_by_text("skin-vit").wait_for(timeout=TIMEOUT_MS)
+    page.locator("#cd-example input").click()
+    page.get_by_role("option", name=IMAGE.name).click()
+    page.locator("#cd-image img").first.wait_for(timeout=TIMEOUT_MS)  # the example is shown as the image
+    page.locator("#cd-run").click()
+    card = page.locator('.cd-card[data-provider="skin-vit"]')
+    card.wait_for(timeout=TIMEOUT_MS)
+    assert card.locator(".cd-labels").inner_text().strip()
+    screenshot(page, "classify-example-picked")
+
+
+def _log_in(chromium, app, password: str):
+    context = chromium.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.goto(app.url)
+    page.get_by_label("username").fill(AUTH[0])
+    page.get_by_label("password").fill(password)
+    page.get_by_role("button", name="Login").click()
+    return context, page
+
+
+def test_auth_file_login_in_the_browser(chromium, authed_app) -> None:
+    context, page = _log_in(chromium, authed_app, "wrong-password")
+    try:
+        page.get_by_text("Incorrect").wait_for(timeout=TIMEOUT_MS)
+        assert page.locator("#cd-banner").count() == 0  # nothing of the app before a login
+    finally:
+        context.close()
+    context, page = _log_in(chromium, authed_app, AUTH[1])
+    try:
+        page.locator("#cd-banner").wait_for(timeout=TIMEOUT_MS)
+        assert "not a diagnosis" in page.locator("#cd-banner").inner_text().lower()
+    finally:
+        context.close()
+
+
+def test_results_tab_shows_answers_landing_while_it_is_open(chromium, authed_app, live_run) -> None:
+    store = sqlite3.connect(live_run / "results.sqlite")
+    try:
+        images = [r[0] for r in store.execute("SELECT DISTINCT sha256 FROM results ORDER BY sha256")]
+        later = images[len(images) // 2 :]
+        held = store.execute(
+            f"SELECT * FROM results WHERE sha256 IN ({','.join('?' * len(later))})", later
+        ).fetchall()
+        store.execute(f"DELETE FROM results WHERE sha256 IN ({','.join('?' * len(later))})", later)
+        store.commit()
+        context, page = _log_in(chromium, authed_app, AUTH[1])
+        try:
+            page.get_by_role("tab", name="Results").click()
+            page.locator("#cd-results-status").get_by_text("run in progress").wait_for(timeout=TIMEOUT_MS)
+            before = _shown(page)
+            assert before == len(images) - len(later)
+            # The run goes on: its remaining answers land in the store while the tab stays open.
+            store.executemany(f"INSERT INTO results VALUES ({','.join('?' * len(held[0]))})", held)
+            store.commit()
+            assert _wait_for_change(page, before) == len(images)
+            screenshot(page, "results-tab-live")
+        finally:
+            context.close()
+    finally:
+        store.close()
