@@ -26,7 +26,7 @@ FAKE = "cloudderm.testing.fakes:FakeClassifier"
 DOCUMENTED_EXIT_CODES = {0, 1, 2, 3, 130}
 ALARM_S = 1  # a command still serving after this was given a value it accepts: stop it (SIGTERM)
 OUTPUT_DESTS = {"out", "output", "cache_dir"}  # folders/files the command writes
-FOLDER_DESTS = {"dataset", "images", "baseline"}  # folders (or files) the command reads
+FOLDER_DESTS = {"dataset", "images", "baseline", "results", "examples"}  # folders (or files) it reads
 
 
 def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
@@ -47,6 +47,11 @@ def _parser_for(path: tuple[str, ...]) -> argparse.ArgumentParser:
 
 
 COMMANDS = sorted(_commands(build_parser()))
+
+
+def test_the_scan_reaches_the_app_command() -> None:
+    """``app`` serves until stopped: it must be scanned (and stopped by the alarm), not skipped."""
+    assert ("app",) in COMMANDS
 
 
 @pytest.fixture
@@ -90,7 +95,7 @@ def _bad_values(action: argparse.Action, c: dict[str, str]) -> list[str]:
         return [c["a_file"], c["inside_a_file"]]
     if action.dest in FOLDER_DESTS:
         return [c["missing"], c["empty_dir"], c["binary"], c["bad_image"], c["latin1"]]
-    if action.dest in ("config", "labels"):
+    if action.dest in ("config", "labels", "auth_file"):
         return [c["missing"], c["empty_dir"], c["binary"], c["latin1"], c["broken_yaml"], c["empty_file"]]
     return ["${UNSET_CLOUDDERM_VAR}", "[/bold] a=b=c,,="]
 
