@@ -8,7 +8,6 @@ hub model shows up here as a reason instead of as a failure in front of a stakeh
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ from cloudderm.config import Config
 from cloudderm.errors import CloudDermError, PolicyViolation
 from cloudderm.images import PreparedImage
 from cloudderm.prediction import Prediction
+from cloudderm.redact import REDACTED, is_secret_name, scrub_text
 
 __all__ = ["ClassifyOutcome", "ProviderPool", "Unavailable"]
 
@@ -79,10 +79,11 @@ class ProviderPool:
         self.usable[name] = classifier
 
     def _scrub(self, text: str) -> str:
-        """``text`` with every secret of the config replaced, so none reaches the browser."""
+        """``text`` with every secret value of the config replaced, then through the core scrubber
+        (:func:`cloudderm.redact.scrub_text`: URLs and secret-named pairs), so none reaches the browser."""
         for secret in self._secrets:
-            text = text.replace(secret, "[redacted]")
-        return text
+            text = text.replace(secret, REDACTED)
+        return scrub_text(text)
 
     @property
     def names(self) -> list[str]:
@@ -135,18 +136,16 @@ def _kind(error: BaseException) -> str:
     return "unavailable"
 
 
-_SECRET_NAME = re.compile(r"key|secret|token|password|credential|connection_string", re.IGNORECASE)
-
-
 def config_secrets(config: Config) -> list[str]:
-    """Every secret value in the config's provider settings (SecretStr fields and secret-named strings)."""
+    """Every secret value in the config's provider settings (SecretStr fields and strings whose name
+    :func:`cloudderm.redact.is_secret_name` calls secret)."""
     found: list[str] = []
 
     def visit(name: str, value: Any) -> None:
         if isinstance(value, SecretStr | SecretBytes):
             raw = value.get_secret_value()
             found.append(raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw)
-        elif isinstance(value, str) and _SECRET_NAME.search(name):
+        elif isinstance(value, str) and is_secret_name(name):
             found.append(value)
         elif isinstance(value, dict):
             for key, item in value.items():

@@ -171,3 +171,14 @@ def test_a_sessions_uploads_are_deleted_when_its_page_unloads(tmp_path: Path, wi
     assert not mine.exists()
     assert other.exists()  # another session's upload stays until that page closes
     assert example.exists()  # a bundled example is never deleted
+
+
+def test_reasons_go_through_the_core_scrubber_too() -> None:
+    from cloudderm.app.providers import ProviderPool
+    from cloudderm.redact import REDACTED
+
+    pool = ProviderPool.__new__(ProviderPool)
+    pool._secrets = ["k-12345"]
+    text = pool._scrub("401 from https://fn.example/api/score?code=fn-secret-1 with api_key=k-12345")
+    assert "k-12345" not in text and "fn-secret-1" not in text  # a config value, and a URL credential
+    assert REDACTED in text and "fn.example/api/score" in text
