@@ -24,6 +24,8 @@ def load_app_config(path: str | os.PathLike | None) -> tuple[Config, list[Unavai
     file = find_config(path)
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError("not UTF-8 text: save the YAML as UTF-8", file=str(file)) from None
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"cannot read the config: {e}", file=str(file)) from None
     try:

@@ -37,6 +37,8 @@ def read_auth_file(path: str | os.PathLike) -> list[tuple[str, str]]:
     file = Path(path)
     try:
         lines = file.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ConfigError("not UTF-8 text: save the auth file as UTF-8", file=str(file)) from None
     except OSError as e:
         raise ConfigError(f"cannot read the auth file: {e.strerror}", file=str(file)) from None
     pairs: list[tuple[str, str]] = []
