@@ -117,6 +117,7 @@ class AzureMLClassifier(Classifier):
         self._pipeline: Any = None
         self._pipeline_transport: Any = None
         self._scoring_uri = _with_endpoint_url(settings.scoring_uri, settings.endpoint_url)
+        self._model_id: tuple[str | None, str] | None = None
         self._secrets: list[str] = [settings.api_key.get_secret_value()] if settings.api_key else []
 
     # ---- settings ---------------------------------------------------------------------------------
@@ -161,10 +162,15 @@ class AzureMLClassifier(Classifier):
     # ---- identity ---------------------------------------------------------------------------------
     @property
     def model_id(self) -> str:
-        s = self.azure
-        uri = self._scoring_uri or ""
-        endpoint = s.endpoint_name or endpoint_from_uri(uri) or urlparse(uri).netloc or "azureml-endpoint"
-        return f"{endpoint}/{s.deployment}" if s.deployment else endpoint
+        uri = self._scoring_uri
+        cached = self._model_id
+        if cached is None or cached[0] != uri:  # parsed once per scoring URI, not once per call
+            s = self.azure
+            text = uri or ""
+            endpoint = s.endpoint_name or endpoint_from_uri(text) or urlparse(text).netloc
+            endpoint = endpoint or "azureml-endpoint"
+            cached = self._model_id = (uri, f"{endpoint}/{s.deployment}" if s.deployment else endpoint)
+        return cached[1]
 
     @property
     def region(self) -> str | None:
@@ -344,7 +350,7 @@ class AzureMLClassifier(Classifier):
                 attempts=attempts,
                 secrets=self._secrets,
             )
-        request_id = request_id_from(headers) or request.headers.get("x-ms-client-request-id")
+        request_id = request_id_from(headers, lowered=True) or request.headers.get("x-ms-client-request-id")
         try:
             decoded = decode_response(http.content, len(images), s.response_format)
         except ResponseFormatError as e:
