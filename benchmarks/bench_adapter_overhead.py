@@ -184,9 +184,11 @@ def main() -> None:
         for name, (wall_ratio, cpu_ratio, detail) in ratios.items():
             before = recorded.get(f"overhead_{name}_cpu_before")
             if before and not BEFORE:
+                # Older runs compared against "raw": boto3 for SageMaker, a bare requests post otherwise.
+                old_baseline = "SDK call" if name == "sagemaker" else "raw requests"
                 detail += (
                     f"; before this change ({before['code']}, {before['date']}): "
-                    f"{before['label'].removeprefix(name).strip().replace('/ raw (', '/ raw requests (')} "
+                    f"{before['label'].removeprefix(name).strip().replace('/ raw (', f'/ {old_baseline} (')} "
                     f"{before['value']:.2f}x"
                 )
             verdict(
