@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter
 
 from cloudderm.core import ImageContext, Outcome, PriceQuery, Usage, truncate_reason
 from cloudderm.images import ImageLike, PreparedImage, prepare
@@ -69,6 +69,9 @@ class AdapterSettings(BaseModel):
     label_map: dict[str, str] = Field(default_factory=dict)
     model_card: dict[str, Any] | None = None
     pricing: dict[str, Any] | None = None
+    # (field path, variable, config file) of each ``${VAR}`` the environment lacked when the config was
+    # read. Secrets are needed only for a call, so the check is at warm-up / first call (require_env).
+    _missing_env: tuple[tuple[str, str, str], ...] = PrivateAttr(default=())
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,10 @@ class Classifier(ABC):
 
     def classify_prepared(self, images: Sequence[PreparedImage]) -> list[Prediction]:
         """Classify already-prepared images without retrying (the runner owns retries and pacing)."""
+        if self.settings._missing_env:  # never send a literal ``${VAR}`` as a credential
+            from cloudderm.config import require_env
+
+            require_env(self.name, self.settings)
         out: list[Prediction] = []
         for chunk in self.plan_batches(images):
             started = time.perf_counter()

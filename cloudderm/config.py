@@ -20,7 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from cloudderm.classifier import AdapterSettings
 from cloudderm.errors import ConfigError
 
-__all__ = ["CONFIG_ENV_VAR", "Config", "Defaults", "Policy", "find_config", "load_config", "parse_config"]
+__all__ = [
+    "CONFIG_ENV_VAR",
+    "Config",
+    "Defaults",
+    "Policy",
+    "find_config",
+    "load_config",
+    "parse_config",
+    "require_env",
+]
 
 CONFIG_ENV_VAR = "CLOUDDERM_CONFIG"
 DEFAULT_CONFIG_NAME = "cloudderm.yaml"
@@ -124,6 +133,12 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     found = find_config(path)
     try:
         raw = yaml.safe_load(found.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(
+            "not UTF-8 text: is it the right file? Save YAML as UTF-8", file=str(found)
+        ) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read it: {e.strerror or e}", file=str(found)) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -160,21 +175,57 @@ def _parse_provider(name: str, raw: Any, env: Mapping[str, str], source: str) ->
         raise ConfigError("settings must be a mapping", file=source, provider=name)
     if "adapter" not in raw:
         raise ConfigError("missing required field 'adapter'", file=source, provider=name, field="adapter")
-    values = _interpolate(dict(raw), env, source, provider=name, path=())
+    missing: list[tuple[str, str, str]] = []
+    values = _interpolate(dict(raw), env, source, provider=name, path=(), missing=missing)
     try:
         cls = resolve_adapter(str(values["adapter"]))
     except ConfigError as e:
         raise ConfigError(str(e), file=source, provider=name) from None
     try:
-        return cls.Settings.model_validate(values)
+        settings = cls.Settings.model_validate(values)
     except ValidationError as e:
+        if missing:  # the placeholder itself is what failed: say which variable to export
+            field, var, _ = missing[0]
+            raise _unset_error(var, source, name, field) from None
         raise _config_error(e, source, provider=name) from None
+    settings._missing_env = tuple(missing)
+    return settings
+
+
+def require_env(provider: str, settings: AdapterSettings) -> None:
+    """Raise the ConfigError (exit 2) naming the unset variable, if the provider's config needs one.
+
+    Called when a provider is about to be warmed up or called, never when a config is only read: ``cost``
+    and ``providers`` make no call, so they never need the secrets.
+    """
+    if settings._missing_env:
+        field, var, source = settings._missing_env[0]
+        raise _unset_error(var, source, provider, field)
+
+
+def _unset_error(var: str, source: str | None, provider: str | None, field: str | None) -> ConfigError:
+    return ConfigError(
+        f"environment variable {var} is not set (export {var}=... or use ${{{var}:-default}})",
+        file=source,
+        provider=provider,
+        field=field,
+    )
 
 
 def _interpolate(
-    value: Any, env: Mapping[str, str], source: str, *, provider: str | None, path: tuple
+    value: Any,
+    env: Mapping[str, str],
+    source: str,
+    *,
+    provider: str | None,
+    path: tuple,
+    missing: list[tuple[str, str, str]] | None = None,
 ) -> Any:
-    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; ``$$`` is a literal ``$``."""
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; ``$$`` is a literal ``$``.
+
+    An unset variable is an error at once, unless ``missing`` is given (provider settings): then the
+    placeholder stays and ``(field, VAR, file)`` is appended, to be raised by ``require_env`` before a call.
+    """
     if isinstance(value, str):
 
         def substitute(match: re.Match[str]) -> str:
@@ -186,18 +237,22 @@ def _interpolate(
             if default is not None:
                 return default
             field = ".".join(str(p) for p in path) or None
-            raise ConfigError(
-                f"environment variable {var} is not set (export {var}=... or use ${{{var}:-default}})",
-                file=source,
-                provider=provider,
-                field=field,
-            )
+            if missing is None:
+                raise _unset_error(var, source, provider, field)
+            missing.append((field or "", var, source))
+            return match.group(0)
 
         return _VAR.sub(substitute, value)
     if isinstance(value, Mapping):
-        return {k: _interpolate(v, env, source, provider=provider, path=(*path, k)) for k, v in value.items()}
+        return {
+            k: _interpolate(v, env, source, provider=provider, path=(*path, k), missing=missing)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_interpolate(v, env, source, provider=provider, path=(*path, i)) for i, v in enumerate(value)]
+        return [
+            _interpolate(v, env, source, provider=provider, path=(*path, i), missing=missing)
+            for i, v in enumerate(value)
+        ]
     return value
 
 

@@ -72,6 +72,10 @@ def find_examples(
         folder = Path(images)
         if not folder.is_dir():
             raise ConfigError(f"--images {folder} is not a folder")
+        from cloudderm.compare.datasets import scan_images
+
+        if not scan_images(folder):  # before any model is built: an empty folder is a usage error
+            raise ConfigError(f"--images {folder} holds no images")
         csv = Path(labels) if labels is not None else None
         if csv is not None and not csv.is_file():
             raise ConfigError(f"--labels {csv} does not exist")
@@ -80,6 +84,8 @@ def find_examples(
     for root in roots:
         folder = root / "examples" / "images"
         if folder.is_dir():
+            if labels is not None and not Path(labels).is_file():
+                raise ConfigError(f"--labels {labels} does not exist")
             csv = Path(labels) if labels is not None else root / "examples" / "labels.csv"
             return folder, csv if csv.is_file() else None
     where = " or ".join(str(r / "examples" / "images") for r in roots)
@@ -253,7 +259,15 @@ def run_demo(
         if console is not None:
             console.print(f"[dim]{text}[/]")
 
+    from cloudderm.compare.labels import read_labels_csv
+    from cloudderm.compare.outdir import check_writable
+
     folder, csv = find_examples(images, labels)
+    if csv is not None:
+        read_labels_csv(csv)  # an unreadable labels file (encoding, columns) fails before any model loads
+    check_writable(Path(out))  # a bad -o fails now, not after the models are built and loaded
+    if cache_dir is not None:
+        check_writable(Path(cache_dir), flag="--cache-dir")
     why_not = "--stand-ins was given" if stand_ins else fetch_zoo(note)
     if why_not is None:
         seeds = None if stand_ins else _seed_models(HUB_TIMEOUT_S, lambda _: None)

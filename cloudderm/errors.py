@@ -4,6 +4,7 @@ Every failure a user can act on is one of these, so callers can catch by meaning
 
     CloudDermError                       base of everything cloudderm raises on purpose
     ├── ConfigError                      bad or missing configuration (names file, provider, field)
+    │   └── MissingCredentialsError      no credentials for a provider (the vendor's fix in the message)
     ├── MissingDependencyError           an optional SDK is not installed (also an ImportError)
     ├── InvalidImageError                an input image cannot be used (names the source and reason)
     ├── PolicyViolation                  the governance policy forbids a provider (raised before any call)
@@ -24,6 +25,7 @@ __all__ = [
     "CloudDermError",
     "ConfigError",
     "InvalidImageError",
+    "MissingCredentialsError",
     "MissingDependencyError",
     "PolicyViolation",
     "ProviderError",
@@ -62,6 +64,13 @@ class ConfigError(CloudDermError):
         if field:
             where.append(f"field {field!r}")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+class MissingCredentialsError(ConfigError):
+    """No credentials for a provider (unset key variable, no Application Default Credentials...).
+
+    A ConfigError, so exit 2: it is found while warming up, before any image is sent.
+    """
 
 
 class MissingDependencyError(CloudDermError, ImportError):
@@ -118,7 +127,9 @@ class ProviderError(CloudDermError):
             parts.append(f"endpoint {self.endpoint}")
         prefix = f"[{', '.join(parts)}] " if parts else ""
         suffix = f" (request id {self.request_id})" if self.request_id else ""
-        return f"{prefix}{message}{suffix}"
+        from cloudderm.redact import scrub_text  # an endpoint URL or a quoted server reply may hold a key
+
+        return scrub_text(f"{prefix}{message}{suffix}")
 
 
 class ProviderHTTPError(ProviderError):

@@ -229,6 +229,8 @@ def _from_array(arr: Any, name: str) -> Image.Image:
         a = a[:, :, 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
         raise InvalidImageError(name, f"array shape {a.shape} is not HxW, HxWx3 or HxWx4")
+    if a.size == 0:  # Pillow would build a 0x0 image and fail later, with a ValueError, when saving it
+        raise InvalidImageError(name, f"image has no pixels (array shape {a.shape})")
     if a.dtype.kind == "f":
         a = np.clip(a * 255.0 if a.max(initial=0) <= 1.0 else a, 0, 255).astype(np.uint8)
     elif a.dtype == np.uint16:

@@ -12,7 +12,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-CALLS: dict[str, list[dict[str, Any]]] = {"build_summary": [], "write_reports": [], "render_terminal": []}
+CALLS: dict[str, list[dict[str, Any]]] = {
+    "build_summary": [],
+    "write_reports": [],
+    "render_terminal": [],
+    "check_baseline": [],
+}
 
 
 def build_summary(
@@ -60,6 +65,10 @@ def write_reports(
     return paths
 
 
+def check_baseline(baseline_dir: Path) -> None:
+    CALLS["check_baseline"].append({"baseline_dir": baseline_dir})
+
+
 def render_terminal(summary: dict, console: Any) -> None:
     CALLS["render_terminal"].append({"providers": list(summary["providers"])})
     for name, entry in summary["providers"].items():
@@ -75,6 +84,7 @@ def install(monkeypatch: Any = None) -> None:
     report = types.ModuleType("cloudderm.report")
     report.write_reports = write_reports  # type: ignore[attr-defined]
     report.render_terminal = render_terminal  # type: ignore[attr-defined]
+    report.check_baseline = check_baseline  # type: ignore[attr-defined]
     for name, module in (("cloudderm.compare.summary", summary), ("cloudderm.report", report)):
         if monkeypatch is not None:
             monkeypatch.setitem(sys.modules, name, module)

@@ -27,6 +27,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import urlparse
 
+from pydantic import SecretStr
+
 from cloudderm.errors import (
     BODY_EXCERPT_CHARS,
     ProviderError,
@@ -273,9 +275,10 @@ def endpoint_from_uri(uri: str) -> str | None:
     return match.group("endpoint") if match else None
 
 
-def scrub(text: str, secrets: Iterable[str]) -> str:
+def scrub(text: str, secrets: Iterable[SecretStr]) -> str:
     """``text`` with every secret value replaced, for messages that quote what a server said."""
-    for secret in secrets:
+    for held in secrets:
+        secret = held.get_secret_value()
         if secret:
             text = text.replace(secret, "***")
     return text
@@ -307,7 +310,7 @@ def error_for_status(
     provider: str | None,
     endpoint: str | None,
     attempts: int = 1,
-    secrets: Iterable[str] = (),
+    secrets: Iterable[SecretStr] = (),
 ) -> ProviderError:
     """The cloudderm error for a non-200 scoring answer, named, hinted and scrubbed of secrets.
 

@@ -118,7 +118,8 @@ class AzureMLClassifier(Classifier):
         self._pipeline_transport: Any = None
         self._scoring_uri = _with_endpoint_url(settings.scoring_uri, settings.endpoint_url)
         self._model_id: tuple[str | None, str] | None = None
-        self._secrets: list[str] = [settings.api_key.get_secret_value()] if settings.api_key else []
+        # Only as SecretStr: vars(clf), reprs and tracebacks show ********** instead of a key.
+        self._secrets: list[SecretStr] = [settings.api_key] if settings.api_key else []
 
     # ---- settings ---------------------------------------------------------------------------------
     def _fail(self, message: str, field: str) -> ConfigError:
@@ -167,8 +168,8 @@ class AzureMLClassifier(Classifier):
         if cached is None or cached[0] != uri:  # parsed once per scoring URI, not once per call
             s = self.azure
             text = uri or ""
-            endpoint = s.endpoint_name or endpoint_from_uri(text) or urlparse(text).netloc
-            endpoint = endpoint or "azureml-endpoint"
+            host = urlparse(text).netloc.rsplit("@", 1)[-1]  # never user info: the id is written everywhere
+            endpoint = s.endpoint_name or endpoint_from_uri(text) or host or "azureml-endpoint"
             cached = self._model_id = (uri, f"{endpoint}/{s.deployment}" if s.deployment else endpoint)
         return cached[1]
 
@@ -280,7 +281,7 @@ class AzureMLClassifier(Classifier):
                     discovered, key = self._discover()
                     self._scoring_uri = _with_endpoint_url(discovered, s.endpoint_url)
                     if key:
-                        self._secrets.append(key)
+                        self._secrets.append(SecretStr(key))
                 try:
                     from cloudderm.adapters._azureml_http import build_pipeline
                 except ImportError as e:

@@ -36,8 +36,10 @@ from cloudderm.adapters.vertex_codec import (
 from cloudderm.classifier import AdapterSettings, Classifier, ImageLimits, RawResult
 from cloudderm.core import PriceQuery
 from cloudderm.errors import (
+    CloudDermError,
     ConfigError,
     InvalidImageError,
+    MissingCredentialsError,
     MissingDependencyError,
     ProviderError,
     ProviderHTTPError,
@@ -271,7 +273,7 @@ class VertexClassifier(Classifier):
             )
             payload = response_to_payload(response)
             return decode_response(payload, len(images), self._spec)
-        except MissingDependencyError:
+        except (MissingDependencyError, MissingCredentialsError):
             raise
         except Exception as e:
             mapped = self._map_error(e, payload)
@@ -280,8 +282,20 @@ class VertexClassifier(Classifier):
             raise mapped from e
 
     def warm_up(self) -> None:
-        """Import the SDK and build the REST client now (no request is sent)."""
-        self._get_client()
+        """Import the SDK and build the REST client now (no request is sent).
+
+        Errors go through the same mapping as calls (``_map_error``), so a missing credential is a clean
+        ``MissingCredentialsError`` (exit 2), never the SDK's traceback.
+        """
+        try:
+            self._get_client()
+        except CloudDermError:
+            raise
+        except Exception as e:
+            mapped = self._map_error(e)
+            if mapped is None:
+                raise
+            raise mapped from e
 
     def _get_client(self) -> Any:
         client = self._client
@@ -300,14 +314,25 @@ class VertexClassifier(Classifier):
             raise MissingDependencyError(
                 install_hint("gcp", "google-cloud-aiplatform to use the Vertex AI adapter")
             ) from e
+        from google.auth.exceptions import DefaultCredentialsError
+
         credentials = None
         if self.vertex_settings.anonymous:
             from google.auth.credentials import AnonymousCredentials
 
             credentials = AnonymousCredentials()
-        client = PredictionServiceClient(
-            credentials=credentials, transport="rest", client_options=ClientOptions(api_endpoint=self.host)
-        )
+        try:
+            client = PredictionServiceClient(
+                credentials=credentials,
+                transport="rest",
+                client_options=ClientOptions(api_endpoint=self.host),
+            )
+        except DefaultCredentialsError:
+            raise MissingCredentialsError(
+                f"no Google credentials found to call {self.model_id}. {ADC_HINT}",
+                provider=self.name,
+                field="credentials",
+            ) from None
         # The REST transport's AuthorizedSession re-reads proxy variables on every call and keeps 10
         # connections: pin the environment once and pool for this provider's concurrency.
         from cloudderm.adapters._http import pin_environment

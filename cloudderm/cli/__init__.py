@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from cloudderm.errors import (
     CloudDermError,
@@ -21,7 +23,17 @@ from cloudderm.errors import (
     PolicyViolation,
 )
 
-__all__ = ["EXIT_FAILURES", "EXIT_OK", "EXIT_POLICY", "EXIT_USAGE", "build_parser", "main"]
+__all__ = [
+    "EXIT_FAILURES",
+    "EXIT_OK",
+    "EXIT_POLICY",
+    "EXIT_USAGE",
+    "build_parser",
+    "clean_message",
+    "main",
+    "output_console",
+    "quiet_library_progress",
+]
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_POLICY = 0, 1, 2, 3
 
@@ -46,28 +58,76 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (also used as the console script's status)."""
     from rich.console import Console
-    from rich.markup import escape
 
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # a message is one line, whatever the width
     try:
         return int(args.func(args) or 0)
     except PolicyViolation as e:
-        err.print(f"[bold red]refused by policy:[/] {escape(str(e))}")
+        err.print(f"[bold red]refused by policy:[/] {clean_message(e)}")
         return EXIT_POLICY
     except (ConfigError, MissingDependencyError, InvalidImageError) as e:
-        err.print(f"[bold red]error:[/] {escape(str(e))}")  # keeps "[extra]" in install hints
+        err.print(f"[bold red]error:[/] {clean_message(e)}")
         return EXIT_USAGE
     except CloudDermError as e:
-        err.print(f"[bold red]error:[/] {escape(str(e))}")
+        err.print(f"[bold red]error:[/] {clean_message(e)}")
         return EXIT_FAILURES
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")
         return 130
+    except Exception as e:
+        # A bug, not a user error: one clean line (the traceback only on request), never a secret.
+        if os.environ.get("CLOUDDERM_DEBUG"):
+            raise
+        err.print(
+            f"[bold red]internal error:[/] {clean_message(f'{type(e).__name__}: {e}')} "
+            "(please report it; set CLOUDDERM_DEBUG=1 for the traceback)"
+        )
+        return EXIT_FAILURES
+
+
+def clean_message(error: object) -> str:
+    """An error message as printed: secrets scrubbed, rich markup escaped (``[provider 'x']`` is text)."""
+    from rich.markup import escape
+
+    from cloudderm.redact import scrub_text
+
+    return escape(scrub_text(str(error)))
+
+
+def quiet_library_progress() -> None:
+    """``--no-progress`` also silences library bars (transformers' "Loading weights", hub downloads).
+
+    The hub reads ``HF_HUB_DISABLE_PROGRESS_BARS`` when imported; transformers copies it then, so a module
+    already imported is told directly.
+    """
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    elif "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+
+
+def output_console() -> Any:
+    """A console for tables on stdout: the terminal's width, or 200 columns into a pipe or file.
+
+    Rich assumes 80 columns when stdout is not a terminal, which wraps every table row; ``--json`` is
+    the format for programs, so a pipe gets the table unwrapped instead.
+    """
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=200)
+    return console
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:

@@ -6,12 +6,19 @@ import argparse
 import json
 from typing import Any
 
-from cloudderm.cli import EXIT_FAILURES, EXIT_OK, add_config_option, add_provider_option, selected_providers
+from cloudderm.cli import (
+    EXIT_FAILURES,
+    EXIT_OK,
+    add_config_option,
+    add_provider_option,
+    output_console,
+    selected_providers,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("classify", help="classify images with one or more configured providers")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
     add_config_option(p)
     add_provider_option(p)
     p.add_argument("--json", action="store_true", help="print JSON (one object per image x provider)")
@@ -24,18 +31,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from cloudderm.classifier import ImageLimits
     from cloudderm.config import load_config
-    from cloudderm.errors import CloudDermError, InvalidImageError
+    from cloudderm.errors import CloudDermError
     from cloudderm.factory import build_classifier
     from cloudderm.governance.policy import with_policy_mode
-    from cloudderm.images import prepare
     from cloudderm.prediction import NOT_A_DIAGNOSIS
+    from cloudderm.redact import scrub_mapping, scrub_text
+    from cloudderm.startup import start_providers
 
     config = with_policy_mode(load_config(args.config), args.policy)
     names = selected_providers(config, args.providers)
+    paths = expand_images(args.images)  # a missing file or an empty folder: exit 2 before anything loads
     classifiers = [build_classifier(name, config) for name in names]  # policy checked before any send
     rows: list[dict[str, Any]] = []
     failures = 0
@@ -43,30 +50,64 @@ def run(args: argparse.Namespace) -> int:
         limits = ImageLimits()
         for clf in classifiers:
             limits = limits.merge(clf.image_limits())
-        for path in args.images:
-            try:
-                image = prepare(path, max_bytes=limits.max_bytes, max_side=limits.max_side)
-            except InvalidImageError as e:
-                failures += 1
-                rows.extend({"image": path, "provider": c.name, "error": str(e)} for c in classifiers)
-                continue
+        prepared = prepare_all(paths, limits)  # a non-image: exit 2, nothing sent
+        load_ms = start_providers(classifiers)  # secrets, clients, model loads: timed apart from calls
+        for path, image in prepared:
             for clf in classifiers:
                 try:
                     prediction = clf.classify(image)
-                    rows.append({"image": path, **prediction.model_dump(mode="json")})
+                    row = {"image": path, **prediction.model_dump(mode="json")}
                 except CloudDermError as e:
                     failures += 1
-                    rows.append({"image": path, "provider": clf.name, "error": str(e)})
+                    row = {"image": path, "provider": clf.name, "error": scrub_text(str(e))}
+                rows.append(scrub_mapping({**row, "load_ms": round(load_ms[clf.name], 1)}))
     finally:
         for clf in classifiers:
             clf.close()
-    console = Console()
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
+        console = output_console()
+        for name, ms in load_ms.items():
+            console.print(f"[dim]{name}: ready in {ms / 1000:.2f} s (load time; not in the latencies)[/]")
         console.print(_table(rows))
         console.print(f"[dim]{NOT_A_DIAGNOSIS}[/]")
     return EXIT_FAILURES if failures else EXIT_OK
+
+
+def expand_images(arguments: list[str]) -> list[str]:
+    """Files as given; a folder becomes every image under it (as ``compare`` reads a folder).
+
+    Raises:
+        InvalidImageError: a path does not exist, or a folder holds no image (exit 2).
+    """
+    from pathlib import Path
+
+    from cloudderm.compare.datasets import IMAGE_EXTENSIONS, scan_images
+    from cloudderm.errors import InvalidImageError
+
+    paths: list[str] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found = scan_images(path)
+            if not found:
+                raise InvalidImageError(
+                    argument, f"folder holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+                )
+            paths.extend(str(path / rel) for rel in found)
+        elif not path.exists():
+            raise InvalidImageError(argument, "no such file")
+        else:
+            paths.append(argument)
+    return paths
+
+
+def prepare_all(paths: list[str], limits: Any) -> list[tuple[str, Any]]:
+    """Every image decoded and fitted once, before any provider is loaded or called."""
+    from cloudderm.images import prepare
+
+    return [(path, prepare(path, max_bytes=limits.max_bytes, max_side=limits.max_side)) for path in paths]
 
 
 def _table(rows: list[dict[str, Any]]):  # type: ignore[no-untyped-def]

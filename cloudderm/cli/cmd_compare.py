@@ -12,7 +12,16 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from cloudderm.cli import EXIT_FAILURES, EXIT_OK, add_config_option, add_provider_option, positive_int
+from cloudderm.cli import (
+    EXIT_FAILURES,
+    EXIT_OK,
+    add_config_option,
+    add_provider_option,
+    clean_message,
+    output_console,
+    positive_int,
+    quiet_library_progress,
+)
 from cloudderm.cli.cmd_explain import add_explain_options
 
 EXIT_INTERRUPTED = 130
@@ -92,8 +101,14 @@ def resume_command(args: argparse.Namespace) -> str:
     return shlex.join(parts)
 
 
+def _plural(status: str, count: int) -> str:
+    """ "1 error", "5 errors", "8 skipped": statuses read as counts."""
+    return f"{status}s" if status == "error" and count != 1 else status
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from cloudderm.compare.api import CompareInterrupted, run_compare
     from cloudderm.compare.datasets import open_dataset
@@ -101,8 +116,10 @@ def run(args: argparse.Namespace) -> int:
     from cloudderm.errors import ConfigError
     from cloudderm.taxonomy import get_taxonomy
 
-    console = Console()
-    err = Console(stderr=True)
+    console = output_console()
+    err = Console(stderr=True, soft_wrap=True)
+    if args.no_progress:
+        quiet_library_progress()
     track = bool(args.mlflow or args.mlflow_experiment)
     if track:  # a missing MLflow is exit 2 before any image is sent
         from cloudderm.compare.mlflow_tracking import require_mlflow
@@ -141,9 +158,11 @@ def run(args: argparse.Namespace) -> int:
         bad = {k: v for k, v in counts.items() if k != "ok" and v}
         if bad:
             failed = True
-            detail = ", ".join(f"{v} {k}" for k, v in bad.items())
+            detail = ", ".join(f"{v} {_plural(k, v)}" for k, v in bad.items())
             breaker = summary["run"]["breaker"].get(name)
-            err.print(f"[red]{name}:[/] {detail}" + (f" ({breaker})" if breaker else ""))
+            err.print(
+                f"[red]{escape(name)}:[/] {detail}" + (f" ({clean_message(breaker)})" if breaker else "")
+            )
     if args.explain:
         from pathlib import Path
 
@@ -163,6 +182,9 @@ def run(args: argparse.Namespace) -> int:
             console=console,
         )
         failed = failed or any(image["errors"] for image in summary["explain"]["images"])
+    reused = sum((summary["run"].get("reused") or {}).values())
+    if reused:
+        console.print(f"resumed: {reused} stored answer(s) reused, not sent again")
     console.print(
         f"wrote {args.out}/: results.sqlite, predictions.jsonl, summary.json, report.md, report.html"
     )

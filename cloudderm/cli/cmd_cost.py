@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from cloudderm.cli import EXIT_OK, add_config_option, add_provider_option, selected_providers
+from cloudderm.cli import EXIT_OK, add_config_option, add_provider_option, output_console, selected_providers
+from cloudderm.pricing.section import DEFAULT_VOLUME
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,7 +14,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_config_option(p)
     add_provider_option(p)
-    p.add_argument("--volume", type=int, required=True, metavar="N", help="images per month")
+    p.add_argument(
+        "--volume",
+        type=int,
+        default=DEFAULT_VOLUME,
+        metavar="N",
+        help=f"images per month (default: {DEFAULT_VOLUME:,}, as compare assumes)",
+    )
     p.add_argument(
         "--images-per-second",
         type=float,
@@ -26,8 +33,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
-
-    from rich.console import Console
 
     from cloudderm.config import load_config
     from cloudderm.errors import ConfigError
@@ -49,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([e.model_dump(mode="json") for e in estimates], indent=2))
         return EXIT_OK
-    console = Console()
+    console = output_console()
     console.print(_table(estimates, args.volume))
     for e in estimates:  # assumptions are sentences: a list reads better than a squeezed column
         console.print(f"[bold]{e.provider}[/] assumptions:")
@@ -70,14 +75,13 @@ def _usd(value: float | None) -> str:
 def _table(estimates, volume: int):  # type: ignore[no-untyped-def]
     from rich.table import Table
 
-    table = Table(title=f"cost at {volume:,} images/month", show_lines=True)
-    for column in ("provider", "kind", "instances", "per month", "per 1,000 images", "as of"):
+    table = Table(title=f"projected cost at {volume:,} images/month", show_lines=True)
+    for column in ("provider", "pricing basis", "projected / month", "projected / 1k images", "as of"):
         table.add_column(column, overflow="fold")
     for e in estimates:
         table.add_row(
             e.provider,
-            e.kind,
-            "-" if e.instances is None else str(e.instances),
+            e.basis or e.kind,
             _usd(e.monthly_usd),
             _usd(e.per_1k_usd),
             e.as_of or ("override" if e.kind != "unknown" else "-"),

@@ -41,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
     from cloudderm.demo import run_demo
 
     console = Console()
+    if args.no_progress:
+        from cloudderm.cli import quiet_library_progress
+
+        quiet_library_progress()
     started = time.perf_counter()
     summary = run_demo(
         args.out,

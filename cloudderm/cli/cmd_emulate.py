@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="protocol to serve (repeatable; default: all). Known: " + ", ".join(_protocol_names()),
     )
-    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--port", type=port_number, default=0, help="port on 127.0.0.1 (default: a free one)")
     p.add_argument(
         "--faults",
         default="",
@@ -156,23 +156,53 @@ def build_emulator(args: argparse.Namespace) -> tuple[Emulator, list[Classifier]
 
 
 def print_banner(emu: Emulator, console: Console, warnings: list[str]) -> None:
-    """What a user needs to point the adapters (or any client) at the running emulator."""
+    """What a user needs to point the adapters (or any client) at the running emulator.
+
+    Values the user typed (names, keys, regions) are escaped: ``[/bold]`` in one is text, not markup.
+    """
+    from rich.markup import escape
+
     for warning in warnings:
-        console.print(f"[bold yellow]warning:[/] {warning}")
-    console.print(f"[bold]cloudderm emulator[/] listening on [cyan]{emu.base_url}[/]")
-    console.print(f"faults: {emu.app.faults.describe()}")
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}")
+    console.print(f"[bold]cloudderm emulator[/] listening on [cyan]{escape(emu.base_url)}[/]")
+    console.print(f"faults: {escape(emu.app.faults.describe())}")
     for name in sorted(emu.app.endpoints):
-        console.print(f"  [bold]{name}[/]")
+        console.print(f"  [bold]{escape(name)}[/]")
         for protocol in emu.app.protocols:
-            console.print(f"    {protocol.title:<10} {protocol.banner(emu, name)}")
-    console.print(f"  {'stats':<12} GET  {emu.stats_url}")
+            console.print(f"    {protocol.title:<10} {escape(protocol.banner(emu, name))}")
+    console.print(f"  {'stats':<12} GET  {escape(emu.stats_url)}")
     env = emu.client_env()
     if env:
         exports = " ".join(f"{k}={v}" for k, v in env.items())
-        console.print(f"clients need some credentials (not checked): export {exports}")
+        console.print(f"clients need some credentials (not checked): export {escape(exports)}")
     console.print("providers block for cloudderm.yaml:")
     print(emu.providers_yaml(), flush=True)
     console.print("[dim]Ctrl-C to stop[/]")
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free one) to 65535; anything else is a usage error (exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: a port is 0 (any free one) to 65535")
+    return value
+
+
+def _listen(emu: Emulator, port: int) -> Emulator:
+    """Bind the emulator; a port in use or not ours to take is a ConfigError (exit 2), not a traceback."""
+    from cloudderm.errors import ConfigError
+
+    try:
+        return emu.start()
+    except OSError as e:
+        raise ConfigError(
+            f"cannot listen on 127.0.0.1:{port}: {e.strerror or e}; "
+            "choose another --port (0 picks a free one)",
+            field="port",
+        ) from None
 
 
 def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int:
@@ -185,7 +215,7 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        with emu:
+        with _listen(emu, args.port):
             print_banner(emu, console, warnings)
             try:
                 while not stop.wait(0.5):

@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from cloudderm.classifier import ImageLimits
+    from cloudderm.compare.outdir import check_writable
     from cloudderm.compare.store import ResultStore
     from cloudderm.config import load_config
     from cloudderm.explain.api import Explainer, ExplainOptions
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             for p in args.images
         ]
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
+        check_writable(out)  # a file or read-only -o is exit 2, not an OSError traceback (issue #12)
         with ResultStore(out / "results.sqlite") as store:
             explainer = Explainer(options, store)
             result = run_explanations(

@@ -9,6 +9,7 @@ reports, (6) print the side-by-side table when a console is given.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,11 +17,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cloudderm.compare.datasets import Dataset, DatasetError, open_dataset
 from cloudderm.compare.export import ExportTarget, export_predictions
+from cloudderm.compare.outdir import OutputFolder
 from cloudderm.compare.progress import make_progress
 from cloudderm.compare.runner import DEFAULT_BREAKER_THRESHOLD, ProviderPlan, Runner, RunOutcome
 from cloudderm.compare.store import ResultStore, config_hash
 from cloudderm.config import Config, load_config
 from cloudderm.errors import CloudDermError, ConfigError
+from cloudderm.startup import start_providers
 from cloudderm.taxonomy import get_taxonomy
 
 if TYPE_CHECKING:
@@ -127,60 +130,75 @@ def run_compare(
         raise ConfigError("--limit must be at least 1")
     data = data.head(limit)
     out_dir = Path(out)
-    classifiers = _build_all(cfg, names)
-    try:
-        for clf in classifiers:  # model loads and SDK imports must not count as the first image's latency
-            clf.warm_up()
-        plans = [
-            ProviderPlan(
-                name=clf.name,
-                classifier=clf,
-                config_hash=config_hash(clf.settings, clf.hash_extras()),
-                concurrency=concurrency or clf.settings.concurrency or cfg.defaults.concurrency,
-                requests_per_second=clf.settings.requests_per_second,
-            )
-            for clf in classifiers
-        ]
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with ResultStore(out_dir / RESULTS_DB, resume=resume) as store:
-            runner = Runner(
-                plans,
-                store,
-                progress=make_progress(progress, console),
-                sleep=sleep,
-                breaker_threshold=breaker_threshold,
-            )
-            outcome = runner.run(iter(data), len(data))
-            if outcome.interrupted:
-                hint = resume_hint or "call run_compare again with the same arguments"
-                message = (
-                    f"interrupted: every answer received so far is saved in {out_dir / RESULTS_DB}. "
-                    f"To resume without repeating any call, run: {hint}"
-                )
-                raise CompareInterrupted(message, outcome, out_dir)
-            counts = export_predictions(
-                store,
-                out_dir / PREDICTIONS,
-                [ExportTarget(p.name, p.config_hash, p.classifier.taxonomy) for p in plans],
-            )
-        summary = _summarise(
-            out_dir, data, plans, outcome, counts, subgroups, taxonomy, limit, volume, cfg.policy
-        )
-        from cloudderm.report import render_terminal, write_reports
+    if baseline is not None:
+        from cloudderm.report import check_baseline
 
-        write_reports(
-            out_dir,
-            summary,
-            out_dir / PREDICTIONS,
-            images_root=data.images_root,
-            baseline_dir=Path(baseline) if baseline is not None else None,
-        )
-        if console is not None:
-            render_terminal(summary, console)
-        return summary
-    finally:
-        for clf in classifiers:
-            clf.close()
+        check_baseline(Path(baseline))  # a mistyped --baseline fails now, not after the run
+    classifiers = _build_all(cfg, names)  # policy first: a refused run leaves nothing on disk
+    try:
+        folder = OutputFolder(out_dir).acquire()  # a bad or busy -o fails before any model loads
+    except BaseException:
+        _close_all(classifiers)
+        raise
+    with folder:
+        try:
+            start_providers(classifiers)  # secrets checked; model loads never count as the first latency
+            plans = [
+                ProviderPlan(
+                    name=clf.name,
+                    classifier=clf,
+                    config_hash=config_hash(clf.settings, clf.hash_extras()),
+                    concurrency=concurrency or clf.settings.concurrency or cfg.defaults.concurrency,
+                    requests_per_second=clf.settings.requests_per_second,
+                )
+                for clf in classifiers
+            ]
+            with ResultStore(out_dir / RESULTS_DB, resume=resume) as store:
+                runner = Runner(
+                    plans,
+                    store,
+                    progress=make_progress(progress, console),
+                    sleep=sleep,
+                    breaker_threshold=breaker_threshold,
+                )
+                outcome = runner.run(iter(data), len(data))
+                if outcome.interrupted:
+                    hint = resume_hint or "call run_compare again with the same arguments"
+                    message = (
+                        f"interrupted: every answer received so far is saved in {out_dir / RESULTS_DB}. "
+                        f"To resume without repeating any call, run: {hint}"
+                    )
+                    raise CompareInterrupted(message, outcome, out_dir)
+                counts = export_predictions(
+                    store,
+                    out_dir / PREDICTIONS,
+                    [ExportTarget(p.name, p.config_hash, p.classifier.taxonomy) for p in plans],
+                )
+            summary = _summarise(
+                out_dir, data, plans, outcome, counts, subgroups, taxonomy, limit, volume, cfg.policy
+            )
+            from cloudderm.report import render_terminal, write_reports
+
+            write_reports(
+                out_dir,
+                summary,
+                out_dir / PREDICTIONS,
+                images_root=data.images_root,
+                baseline_dir=Path(baseline) if baseline is not None else None,
+            )
+            if baseline is not None:  # write_reports diffs a copy; the terminal and the caller see it too
+                written = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
+                summary["baseline_diff"] = written.get("baseline_diff")
+            if console is not None:
+                render_terminal(summary, console)
+            return summary
+        finally:
+            _close_all(classifiers)
+
+
+def _close_all(classifiers: Sequence[Classifier]) -> None:
+    for clf in classifiers:
+        clf.close()
 
 
 def _build_all(cfg: Config, names: Sequence[str]) -> list[Classifier]:
@@ -214,7 +232,7 @@ def _summarise(
     from cloudderm.compare.summary import build_summary
     from cloudderm.governance.risk import risk_register
     from cloudderm.pricing import catalog_as_of
-    from cloudderm.pricing.section import DEFAULT_VOLUME, cost_section
+    from cloudderm.pricing.section import DEFAULT_VOLUME, attach_projections, cost_section
 
     providers: dict[str, dict] = {}
     for plan in plans:
@@ -241,7 +259,8 @@ def _summarise(
         pricing_as_of=catalog_as_of(),
     )
     summary["volume"] = {"images_per_month": volume or DEFAULT_VOLUME, "assumed": volume is None}
-    summary["cost"] = cost_section([p.classifier for p in plans], summary, volume or DEFAULT_VOLUME)
+    section = cost_section([p.classifier for p in plans], summary, volume or DEFAULT_VOLUME)
+    summary["cost"] = attach_projections(summary, section)  # figures: providers.*.cost_usd.projected
     summary["risks"] = risk_register(summary, summary.get("governance") or {}, policy)
     summary["run"] = {
         "out": str(out_dir),

@@ -40,6 +40,7 @@ __all__ = [
     "DatasetItem",
     "FolderDataset",
     "open_dataset",
+    "scan_images",
 ]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
@@ -140,7 +141,7 @@ class FolderDataset(Dataset):
     format = "folder"
 
     def __init__(self, root: Path, labels: LabelsTable | None, taxonomy: Taxonomy) -> None:
-        files = _scan(root)
+        files = scan_images(root)
         report = LabelReport()
         if labels is None:
             entries = [Entry(i, rel, None, None, ()) for i, rel in enumerate(files)]
@@ -170,7 +171,7 @@ class FolderDataset(Dataset):
             yield (lambda p=path: p), fingerprint
 
 
-def _scan(root: Path) -> list[str]:
+def scan_images(root: Path) -> list[str]:
     """Relative POSIX paths of every image file under ``root``, sorted, skipping hidden names."""
     found = []
     for path in root.rglob("*"):

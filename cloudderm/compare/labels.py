@@ -7,11 +7,14 @@ is counted with a few examples, and the counts travel into ``summary.json`` and 
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cloudderm.errors import ConfigError
 from cloudderm.taxonomy import Taxonomy
@@ -163,6 +166,38 @@ class LabelsTable:
         return iter(self.rows)
 
 
+NOT_UTF8_FIX = "not UTF-8: re-save as UTF-8 (CSV UTF-8 in Excel)"
+
+
+def decode_text_file(path: Path) -> str:
+    """The text of a labels/metadata file: UTF-8 (with or without BOM) or UTF-16 with a BOM.
+
+    Excel writes "CSV UTF-8" with a BOM and "Unicode text" as UTF-16 with a BOM, both read here; a
+    legacy code page (Latin-1, Windows-1252) or a binary file cannot be decoded without guessing, so
+    it is a DatasetError (exit 2) that says how to re-save it.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DatasetError(f"cannot read the file: {e.strerror or e}", file=str(path)) from None
+    utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    encoding = "utf-16" if utf16 else "utf-8-sig"
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{NOT_UTF8_FIX} (undecodable byte at offset {e.start})", file=str(path)) from None
+    if "\x00" in text:
+        raise DatasetError(f"{NOT_UTF8_FIX} (it holds NUL bytes: is it a binary file?)", file=str(path))
+    return text
+
+
+def _rows(reader: Any, path: Path) -> Iterator[list[str]]:
+    try:
+        yield from reader
+    except csv.Error as e:
+        raise DatasetError(f"not a readable CSV: {e}", file=str(path)) from None
+
+
 def read_labels_csv(path: str | Path) -> LabelsTable:
     """Read a labels CSV (comma, or tab for ``.tsv``); every column but image and label is metadata.
 
@@ -173,12 +208,14 @@ def read_labels_csv(path: str | Path) -> LabelsTable:
     if not path.is_file():
         raise DatasetError(f"labels file not found: {path}")
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    with io.StringIO(decode_text_file(path), newline="") as fh:
         reader = csv.reader(fh, delimiter=delimiter)
         try:
             header = [h.strip() for h in next(reader)]
         except StopIteration:
             raise DatasetError("the labels file is empty", file=str(path)) from None
+        except csv.Error as e:
+            raise DatasetError(f"not a readable CSV: {e}", file=str(path)) from None
         image_col = _pick(header, IMAGE_COLUMNS)
         if image_col is None:
             raise DatasetError(
@@ -189,7 +226,7 @@ def read_labels_csv(path: str | Path) -> LabelsTable:
         label_col = _pick(header, LABEL_COLUMNS)
         meta_idx = [i for i, h in enumerate(header) if i not in (image_col, label_col) and h]
         rows = []
-        for values in reader:
+        for values in _rows(reader, path):
             if not any(v.strip() for v in values):
                 continue
             values = values + [""] * (len(header) - len(values))

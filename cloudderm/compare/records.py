@@ -14,6 +14,7 @@ from typing import Any
 from cloudderm.classifier import Classifier
 from cloudderm.compare.datasets import DatasetItem
 from cloudderm.prediction import Prediction
+from cloudderm.redact import scrub_text
 
 __all__ = [
     "ProviderPlan",
@@ -94,7 +95,7 @@ def error_record(plan: ProviderPlan, error: BaseException, *, retryable: bool) -
     return {
         **empty_record(plan),
         "request_id": getattr(error, "request_id", None),
-        "error": str(error),
+        "error": scrub_text(str(error)),
         "error_type": type(error).__name__,
         "retryable": retryable,
     }

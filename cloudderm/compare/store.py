@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel, SecretBytes, SecretStr
 
 from cloudderm.classifier import AdapterSettings
+from cloudderm.redact import scrub_text
 
 __all__ = ["OPERATIONAL_FIELDS", "ResultStore", "config_hash", "public_settings"]
 
@@ -71,9 +72,11 @@ def public_settings(settings: AdapterSettings) -> dict[str, Any]:
             return {k: v for k, v in out.items() if v is not _DROP}
         if isinstance(value, (list, tuple)):
             return [v for v in (strip(x) for x in value) if v is not _DROP]
-        if isinstance(value, (str, int, float, bool)) or value is None:
+        if isinstance(value, str):
+            return scrub_text(value)  # a URL setting may carry a key (?code=, user:pass@)
+        if isinstance(value, (int, float, bool)) or value is None:
             return value
-        return str(value)
+        return scrub_text(str(value))
 
     fields = {k: getattr(settings, k) for k in type(settings).model_fields if k not in OPERATIONAL_FIELDS}
     return strip(fields)

@@ -98,6 +98,7 @@ class Accumulator:
     groups: dict[str, array] = field(default_factory=dict)
     group_n: dict[str, Counter] = field(default_factory=dict)
     error_types: Counter = field(default_factory=Counter)
+    first_errors: dict[str, str] = field(default_factory=dict)  # error type -> its first message
     skip_reasons: Counter = field(default_factory=Counter)
     warnings: Counter = field(default_factory=Counter)
     models: Counter = field(default_factory=Counter)
@@ -141,7 +142,9 @@ class PredictionStream:
             return
         if status != "ok":
             acc.errors += 1
-            acc.error_types[str(rec.get("error_type") or "error")] += 1
+            kind = str(rec.get("error_type") or "error")
+            acc.error_types[kind] += 1
+            acc.first_errors.setdefault(kind, str(rec.get("error") or kind))
             return
         acc.ok += 1
         outcome = str(rec.get("outcome") or "answered")

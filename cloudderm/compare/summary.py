@@ -21,6 +21,7 @@ from cloudderm.compare import metrics as m
 from cloudderm.compare.stream import MISSING_VALUE, Accumulator, PredictionStream, image_key, iter_records
 from cloudderm.core import OUTCOMES
 from cloudderm.prediction import NOT_A_DIAGNOSIS
+from cloudderm.redact import scrub_text
 from cloudderm.taxonomy import Taxonomy
 
 __all__ = [
@@ -38,6 +39,7 @@ MIN_SUBGROUP_N = 30
 OOD_COLUMN = "out-of-domain"
 _MEDICAL_WORDS = ("medic", "diagnos", "clinic", "health", "patient")
 _TOP_WARNINGS = 20
+FIRST_ERROR_CHARS = 300  # enough for "HTTP 401: ..." and the vendor hint, short enough for a table
 
 
 def governance_flags(
@@ -172,6 +174,7 @@ class _Context:
             "latency_ms": m.latency_percentiles(np.frombuffer(acc.latency, dtype=float)),
             "cost_usd": m.cost_summary(np.frombuffer(acc.cost, dtype=float)),
             "error_types": dict(acc.error_types.most_common()),
+            "first_errors": {k: scrub_text(v)[:FIRST_ERROR_CHARS] for k, v in acc.first_errors.items()},
             "skip_reasons": dict(acc.skip_reasons.most_common()),
         }
         entry["subgroups"], small = self._subgroups(name, acc, truth, pred)
@@ -261,7 +264,9 @@ class _Context:
                     ),
                     "warning": None,
                 }
-                if any_scored and t.size < self.min_n:
+                if any_scored and t.size == 0:
+                    row["warning"] = "no scored images: no metric for this group"
+                elif any_scored and t.size < self.min_n:
                     row["warning"] = (
                         f"only {t.size} scored image{'s' if t.size != 1 else ''} (< {self.min_n}): "
                         "the interval is wide and the gap may be noise"
@@ -275,6 +280,9 @@ class _Context:
         if acc.errors:
             kinds = ", ".join(f"{k} x{c}" for k, c in acc.error_types.most_common(3))
             out.append(f"{acc.errors} of {acc.n} images failed ({kinds})")
+            for kind, _ in acc.error_types.most_common():  # the reason (a 401 and its hint), per kind
+                first = scrub_text(acc.first_errors.get(kind, kind))[:FIRST_ERROR_CHARS]
+                out.append(f"first {kind}: {first}")
         if acc.skipped:
             reasons = ", ".join(f"{k} x{c}" for k, c in acc.skip_reasons.most_common(3))
             out.append(f"{acc.skipped} of {acc.n} images were skipped ({reasons})")
@@ -292,7 +300,8 @@ class _Context:
         cost = entry["cost_usd"]
         if acc.ok and cost["total"] is None:
             out.append(
-                f"cost unknown for {acc.ok - cost['n_priced']} of {acc.ok} answers, so the total is left null"
+                f"measured per-call cost unknown for {acc.ok - cost['n_priced']} of {acc.ok} answers, so the "
+                "run total is left null (an endpoint billed per hour has no per-call cost: see projected)"
             )
         if small:
             out.append(f"subgroups under {self.min_n} scored images: {', '.join(small)}")

@@ -122,7 +122,8 @@ def _unknown_risks(
     name: str, card: Mapping[str, Any], entry: Mapping[str, Any], cost: Mapping[str, Any] | None, policy: dict
 ) -> list[dict]:
     out: list[dict] = []
-    if cost is not None and cost.get("monthly_usd") is None:
+    projected = (entry.get("cost_usd") or {}).get("projected") or {}
+    if cost is not None and projected.get("monthly", cost.get("monthly_usd")) is None:
         reason = (cost.get("assumptions") or ["no sourced price"])[0]
         out.append(
             _entry(
@@ -169,6 +170,15 @@ def _unknown_risks(
     return out
 
 
+def _scored(metrics: Mapping[str, Any]) -> int:
+    """A subgroup's scored (labelled, answered) images: the summary's ``n_scored``, as its table shows.
+
+    ``n`` counts every image of the group, failed and unlabelled ones included, so it cannot be the
+    count a metric's reliability is judged by (issue #12 item 6: 1/18/16 here vs 0/17/14 in the table).
+    """
+    return int(metrics.get("n_scored", metrics.get("n")) or 0)
+
+
 def _subgroup_risks(summary: Mapping[str, Any], gap: float, min_n: int) -> list[dict]:
     out: list[dict] = []
     sizes: dict[tuple[str, str], int] = {}
@@ -177,10 +187,10 @@ def _subgroup_risks(summary: Mapping[str, Any], gap: float, min_n: int) -> list[
             scored = {
                 str(v): m
                 for v, m in values.items()
-                if isinstance(m.get("balanced_accuracy"), (int, float)) and int(m.get("n") or 0) >= MIN_GAP_N
+                if isinstance(m.get("balanced_accuracy"), (int, float)) and _scored(m) >= MIN_GAP_N
             }
             for value, metrics in values.items():
-                n = int(metrics.get("n") or 0)
+                n = _scored(metrics)
                 sizes[(column, str(value))] = max(sizes.get((column, str(value)), 0), n)
             if len(scored) < 2:
                 continue
@@ -188,7 +198,7 @@ def _subgroup_risks(summary: Mapping[str, Any], gap: float, min_n: int) -> list[
             hi = max(scored, key=lambda v: scored[v]["balanced_accuracy"])
             spread = scored[hi]["balanced_accuracy"] - scored[lo]["balanced_accuracy"]
             if spread > gap:
-                reliable = min(int(scored[lo].get("n") or 0), int(scored[hi].get("n") or 0)) >= min_n
+                reliable = min(_scored(scored[lo]), _scored(scored[hi])) >= min_n
                 severity = "high" if spread >= 2 * gap else "medium"
                 caveat = (
                     "" if reliable else f" (a group has fewer than {min_n} images: confirm with more data)"
@@ -200,8 +210,8 @@ def _subgroup_risks(summary: Mapping[str, Any], gap: float, min_n: int) -> list[
                         name,
                         f"balanced accuracy across {column} ranges from "
                         f"{scored[lo]['balanced_accuracy']:.2f} "
-                        f"({column}={lo}, n={scored[lo].get('n')}) to {scored[hi]['balanced_accuracy']:.2f} "
-                        f"({column}={hi}, n={scored[hi].get('n')}): gap {spread:.2f} > {gap:.2f}{caveat}",
+                        f"({column}={lo}, n={_scored(scored[lo])}) to {scored[hi]['balanced_accuracy']:.2f} "
+                        f"({column}={hi}, n={_scored(scored[hi])}): gap {spread:.2f} > {gap:.2f}{caveat}",
                         "Do not deploy for the weaker subgroup without more data and a fairness review.",
                     )
                 )

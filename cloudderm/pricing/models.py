@@ -54,6 +54,7 @@ class CostEstimate(BaseModel):
     assumptions: list[str] = Field(default_factory=list)
     as_of: str | None = None
     sources: list[str] = Field(default_factory=list)
+    basis: str | None = None  # the pricing model in words: "always-on endpoint, 1 × ml.m5.xlarge instance"
 
 
 def _money(x: float) -> str:
@@ -157,6 +158,7 @@ class AlwaysOnPricing:
             monthly_usd=monthly,
             per_1k_usd=monthly / volume * 1000 if volume else None,
             fixed_monthly_usd=monthly,
+            basis=f"{'always-on endpoint' if self.kind == 'always-on' else 'your machine'}, {count} × {self.unit}",  # noqa: E501
             per_image_usd_at_throughput=per_image,
             instances=count,
             utilisation=utilisation,
@@ -225,6 +227,7 @@ class PerCallPricing:
             volume=volume,
             monthly_usd=monthly,
             per_1k_usd=monthly / volume * 1000 if volume else None,
+            basis=f"per call, one {self.unit} per image",
             assumptions=assumptions,
             as_of=self.as_of,
             sources=[self.source] if self.source else [],
@@ -254,6 +257,7 @@ class LocalPricing:
             monthly_usd=0.0,
             per_1k_usd=0.0 if volume else None,
             fixed_monthly_usd=0.0,
+            basis="local model, machine not priced",
             assumptions=[
                 "local: runs on your own machine, no provider charge per call",
                 "the machine itself is not priced; set `pricing: {hourly_usd: ...}` to include it",

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from cloudderm.classifier import AdapterSettings, Classifier
     from cloudderm.config import Config
 
-__all__ = ["DEFAULT_VOLUME", "cost_section", "measured_throughput"]
+__all__ = ["DEFAULT_VOLUME", "attach_projections", "cost_section", "measured_throughput", "projected_cost"]
 
 DEFAULT_VOLUME = 10_000
 
@@ -87,6 +87,37 @@ def cost_section(
             _from_measured_tokens(result, summary, name, volume)
         out[name] = result.model_dump(mode="json")
     return out
+
+
+PROJECTED_FIGURES = ("per_1k_usd", "monthly_usd")
+
+
+def projected_cost(estimate: Mapping[str, Any]) -> dict[str, Any]:
+    """``summary.json``'s ``cost_usd.projected``: ``{per_1k, monthly, volume, basis}`` of one estimate.
+
+    The projection's figures live only here (``summary["cost"]`` keeps the reasoning: assumptions,
+    sources, instances), so a report cannot show two different "per 1,000 images" for one provider.
+    """
+    return {
+        "per_1k": estimate.get("per_1k_usd"),
+        "monthly": estimate.get("monthly_usd"),
+        "volume": estimate.get("volume"),
+        "basis": estimate.get("basis") or estimate.get("kind"),
+    }
+
+
+def attach_projections(summary: dict[str, Any], section: Mapping[str, Mapping[str, Any]]) -> dict:
+    """Move each provider's projected figures into ``providers[name]["cost_usd"]["projected"]``.
+
+    Returns ``summary["cost"]``: the estimates without the figures now owned by ``cost_usd.projected``.
+    """
+    details: dict[str, dict[str, Any]] = {}
+    for name, est in section.items():
+        entry = (summary.get("providers") or {}).get(name)
+        if isinstance(entry, dict):
+            entry.setdefault("cost_usd", {})["projected"] = projected_cost(est)
+        details[name] = {k: v for k, v in est.items() if k not in PROJECTED_FIGURES}
+    return details
 
 
 def _from_measured_tokens(result: Any, summary: Mapping[str, Any], name: str, volume: int) -> None:

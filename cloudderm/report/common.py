@@ -19,8 +19,6 @@ __all__ = [
     "MetricRow",
     "card_rows",
     "cards_by_provider",
-    "cost_cell",
-    "cost_columns",
     "cost_notes",
     "cost_section",
     "dig",
@@ -149,8 +147,9 @@ def metric_rows(summary: Mapping[str, Any]) -> list[MetricRow]:
         MetricRow("latency p50", "latency_ms.p50", fmt_ms),
         MetricRow("latency p95", "latency_ms.p95", fmt_ms),
         MetricRow("latency p99", "latency_ms.p99", fmt_ms),
-        MetricRow("cost total", "cost_usd.total", fmt_usd),
-        MetricRow("cost per 1,000 images", "cost_usd.per_1k", fmt_usd),
+        MetricRow("cost of this run (measured per call)", "cost_usd.total", fmt_usd),
+        MetricRow("cost per 1,000 images (measured per call)", "cost_usd.per_1k", fmt_usd),
+        MetricRow("cost per 1,000 images (projected at your volume)", "cost_usd.projected.per_1k", fmt_usd),
     ]
     return rows
 
@@ -268,23 +267,6 @@ def cost_section(summary: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, 
         facts = {k: v for k, v in cost.items() if not isinstance(v, Mapping)}
     facts.setdefault("pricing_as_of", summary.get("pricing_as_of"))
     return facts, per
-
-
-_COST_ORDER = ("kind", "monthly_usd", "per_1k_usd", "per_image_usd", "fixed_monthly_usd", "currency")
-
-
-def cost_columns(per: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Scalar columns of the cost table (lists such as assumptions and sources go in their own column)."""
-    cols = [c for c in _COST_ORDER if any(c in e for e in per.values())]
-    for entry in per.values():
-        cols += [k for k, v in entry.items() if k not in cols and not isinstance(v, (list, Mapping))]
-    return [c for c in cols if c not in ("assumptions", "sources", "source")]
-
-
-def cost_cell(key: str, value: Any) -> str:
-    if key.endswith("usd") or key.endswith("_usd_per_month"):
-        return fmt_usd(value)
-    return _fact_text(value) if value is not None else NA
 
 
 def cost_notes(entry: Mapping[str, Any]) -> str:

@@ -127,6 +127,7 @@ def run_diff(
     removed = Counter(p for p, _ in old.keys() - seen)
     return {
         "baseline": str(baseline_dir),
+        "image_set": image_set_note({i for _, i in seen}, {i for _, i in old}),
         "providers": _provider_changes(old_summary, summary, added, removed),
         "flipped": sorted(flips, key=lambda f: ({"broke": 0, "fixed": 1}.get(f["direction"], 2), f["image"])),
         "flipped_total": sum(sum(c.values()) for c in counts.values()),
@@ -134,6 +135,20 @@ def run_diff(
             name: {k: c.get(k, 0) for k in ("fixed", "broke", "changed")} for name, c in counts.items()
         },
     }
+
+
+def image_set_note(now: set[str], before: set[str]) -> str | None:
+    """None when both runs saw the same images; else the sentence every report puts above the diff.
+
+    Metric changes over different images mix a model change with a data change, so a reader must be told
+    before reading any number (issue #12 item 18).
+    """
+    if now == before:
+        return None
+    return (
+        f"different image sets: {len(now - before)} image(s) only in this run, {len(before - now)} only in "
+        f"the baseline, {len(now & before)} in both; metric changes mix data and model changes"
+    )
 
 
 def _provider_changes(

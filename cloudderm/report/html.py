@@ -7,6 +7,7 @@ facts) goes through :func:`html.escape`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from html import escape
 from pathlib import Path
@@ -30,21 +31,24 @@ from cloudderm.report.thumbs import thumbnail_uri
 __all__ = ["render_html"]
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1360px;
  color:#1d2330;padding:0 1rem;line-height:1.4}
 h1{margin-bottom:.2rem} h2{margin-top:2.2rem;border-bottom:1px solid #d8dde6;padding-bottom:.2rem}
 .disclaimer{background:#fde8e8;border:3px solid #c0262d;color:#6b0f14;padding:1rem 1.2rem;font-size:1.1rem;
  border-radius:6px;margin:1rem 0}
 .disclaimer strong{font-size:1.25rem;display:block;margin-bottom:.3rem}
 .flaglist{background:#fff4e5;border-left:6px solid #c0262d;padding:.6rem 1rem}
-table{border-collapse:collapse;margin:.6rem 0;font-size:.88rem}
+.table-scroll{overflow-x:auto;max-width:100%;margin:.6rem 0}
+table{border-collapse:collapse;margin:0;font-size:.88rem}
+td.num,th.num{text-align:right;white-space:nowrap}
 th,td{border:1px solid #d8dde6;padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:#f2f4f8} tr.flagged td{background:#fff0f0}
 tr.flagged td:first-child{border-left:5px solid #c0262d}
 .flag{color:#c0262d;font-weight:700}
 .note{color:#5a6272;font-size:.85rem}
 .panels{display:flex;flex-wrap:wrap;gap:1rem}
-.panel{border:1px solid #d8dde6;border-radius:6px;padding:.8rem;flex:1 1 520px;display:flex;gap:1rem}
+.panel{border:1px solid #d8dde6;border-radius:6px;padding:.8rem;flex:1 1 520px;display:flex;gap:1rem;
+ min-width:0;flex-wrap:wrap}
 .panel.flagged{border:3px solid #c0262d}
 .panel .numbers,.panel .card{flex:1}
 .panel dl{display:grid;grid-template-columns:auto 1fr;gap:.1rem .6rem;margin:0}
@@ -64,18 +68,31 @@ def _table(table: t.TextTable, cell: Callable[[int, int, str], str] | None = Non
     if table.note:
         parts.append(f'<p class="note">{_e(table.note)}</p>')
     if table.headers and table.rows:
+        # The wrapper scrolls a wide table inside the page, so the page itself never scrolls sideways.
         parts.append(
-            "<table><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in table.headers) + "</tr></thead>"
+            '<div class="table-scroll"><table><thead><tr>'
+            + "".join(f"<th>{_e(h)}</th>" for h in table.headers)
+            + "</tr></thead>"
         )
         parts.append("<tbody>")
         for r, (cells, flagged) in enumerate(zip(table.rows, table.flagged)):
             css = ' class="flagged"' if flagged else ""
-            tds = "".join(f"<td>{cell(r, c, v) if cell else _e(v)}</td>" for c, v in enumerate(cells))
+            tds = "".join(
+                f"<td{_num_class(v)}>{cell(r, c, v) if cell else _e(v)}</td>" for c, v in enumerate(cells)
+            )
             parts.append(f"<tr{css}>{tds}</tr>")
-        parts.append("</tbody></table>")
+        parts.append("</tbody></table></div>")
     elif table.headers:
         parts.append('<p class="note">No rows.</p>')
     return "\n".join(parts)
+
+
+_NUMBER = re.compile(r"^[$+\-−]?[\d,.]+(%|\s?ms|\s?s)?$")
+
+
+def _num_class(text: str) -> str:
+    """Right-align figures ("$1,003.75", "81.5%", "120 ms") so their digits line up."""
+    return ' class="num"' if _NUMBER.match(str(text).strip()) else ""
 
 
 def _figure(uri: str | None, caption: str) -> str:

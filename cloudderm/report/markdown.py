@@ -16,7 +16,7 @@ __all__ = ["render_markdown"]
 def md_escape(text: Any) -> str:
     """Cell text that cannot break the table or inject HTML: pipes escaped, newlines flattened."""
     s = str(text).replace("\\", "\\\\").replace("|", "\\|")
-    s = s.replace("<", "&lt;").replace(">", "&gt;")
+    s = s.replace("<", "\\<").replace(">", "\\>")  # escaped for Markdown, still readable as text
     return " ".join(s.splitlines())
 
 

@@ -47,7 +47,8 @@ def _figure(width: float, height: float) -> Any:
 def _png(fig: Any) -> str:
     """The figure as a ``data:image/png;base64,...`` URI (nothing is written to disk)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
+    # "tight" grows the canvas to every artist: a long label or an outside legend is never cut off.
+    fig.savefig(buf, format="png", metadata={"Software": None}, bbox_inches="tight", pad_inches=0.1)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -63,17 +64,21 @@ def _short(name: str, summary: Mapping[str, Any]) -> str:
 def accuracy_vs_cost(summary: Mapping[str, Any]) -> tuple[str | None, list[str]]:
     """Balanced accuracy against cost per 1,000 images; returns (image, providers left out and why).
 
-    The cost is the projection at the user's monthly volume when the summary has one (it includes the fixed
-    cost of always-on endpoints, which per-call costs miss); otherwise what this run's answers cost.
+    The cost is ``cost_usd.projected.per_1k``, the projection at the user's monthly volume (it includes the
+    fixed cost of always-on endpoints, which per-call costs miss), the figure the reports label
+    "projected"; without a projection, what this run's answers cost ("measured").
     """
     points, left_out = [], []
-    projections = summary.get("cost") if isinstance(summary.get("cost"), Mapping) else {}
     volume = dig(summary, "volume.images_per_month")
+    projections = False
     for name in provider_names(summary):
         p = summary["providers"][name]
-        projected = projections.get(name) if isinstance(projections.get(name), Mapping) else {}
         acc = p.get("balanced_accuracy")
-        cost = projected.get("per_1k_usd") if projected else dig(p, "cost_usd.per_1k")
+        cost = dig(p, "cost_usd.projected.per_1k")
+        if cost is not None:
+            projections = True
+        else:
+            cost = dig(p, "cost_usd.per_1k")
         if acc is None or cost is None:
             why = "no labelled answers" if acc is None else "cost unknown"
             left_out.append(f"{name} ({why})")
@@ -83,14 +88,23 @@ def accuracy_vs_cost(summary: Mapping[str, Any]) -> tuple[str | None, list[str]]
         return None, left_out
     fig = _figure(6.0, 3.6)
     ax = fig.subplots()
+    right = max(c for _, c, _ in points) * 1.25 or 1.0
     for name, cost, acc in points:
         ax.scatter([cost], [acc * 100], s=50)
-        ax.annotate(_short(name, summary), (cost, acc * 100), textcoords="offset points", xytext=(6, 4))
-    basis = f"at {int(volume):,} images/month" if projections and volume else "in this run"
-    ax.set_xlabel(f"cost per 1,000 images {basis} (USD)")
+        # A label right of a point near the right edge would run off the axes: put it on the left there.
+        near_edge = cost > 0.6 * right
+        ax.annotate(
+            _short(name, summary),
+            (cost, acc * 100),
+            textcoords="offset points",
+            xytext=(-6, 4) if near_edge else (6, 4),
+            ha="right" if near_edge else "left",
+        )
+    basis = f"projected at {int(volume):,} images/month" if projections and volume else "measured in this run"
+    ax.set_xlabel(f"cost per 1,000 images, {basis} (USD)")
     ax.set_ylabel("balanced accuracy (%)")
     ax.set_ylim(0, 105)
-    ax.set_xlim(left=0, right=max(c for _, c, _ in points) * 1.25 or 1.0)
+    ax.set_xlim(left=0, right=right)
     ax.grid(alpha=0.3)
     return _png(fig), left_out
 
@@ -190,7 +204,7 @@ def subgroup_gaps(summary: Mapping[str, Any], column: str) -> str | None:
         values += [v for v, g in groups.items() if v not in values and g.get("balanced_accuracy") is not None]
     if not values:
         return None
-    fig = _figure(6.5, 3.6)
+    fig = _figure(min(14.0, max(6.5, 0.5 * len(values) * max(1, len(names)))), 3.8)
     ax = fig.subplots()
     width = 0.8 / len(names)
     x = np.arange(len(values))
@@ -209,10 +223,23 @@ def subgroup_gaps(summary: Mapping[str, Any], column: str) -> str | None:
             capsize=3,
             label=_short(name, summary),
         )
-        ax.bar_label(bars, labels=["" if np.isnan(b) else f"{b * 100:.0f}" for b in ba], fontsize=7)
-    ax.set_xticks(x, [_tex(v) for v in values])
+        tops = np.nan_to_num(ba + err.clip(min=0)[1], nan=0.0) * 100  # above the whisker, never on it
+        for bar, value, top in zip(bars, ba, tops):
+            if not np.isnan(value):
+                ax.annotate(
+                    f"{value * 100:.0f}%",
+                    (bar.get_x() + bar.get_width() / 2, top),
+                    textcoords="offset points",
+                    xytext=(0, 2),
+                    ha="center",
+                    fontsize=7,
+                )
+    ax.set_xticks(x, [_tex(v) for v in values], rotation=45 if len(values) > 4 else 0, ha="right")
+    if len(values) <= 4:
+        for tick in ax.get_xticklabels():
+            tick.set_horizontalalignment("center")
     ax.set_ylabel("balanced accuracy (%)")
-    ax.set_ylim(0, 110)
+    ax.set_ylim(0, 115)
     ax.set_title(f"subgroups by {_tex(column)} (whiskers: 95% bootstrap intervals)", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a bar
     return _png(fig)

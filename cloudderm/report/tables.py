@@ -15,8 +15,6 @@ from cloudderm.report.common import (
     NA,
     card_rows,
     cards_by_provider,
-    cost_cell,
-    cost_columns,
     cost_notes,
     cost_section,
     dig,
@@ -99,10 +97,13 @@ def summary_table(summary: Mapping[str, Any]) -> TextTable:
             "out-of-domain",
             "p50",
             "p95",
-            "cost / 1k",
+            "$/1k measured",
+            "$/1k projected",
         ],
         note="n/a = unknown or not computable (never 0). Accuracy metrics use labelled images; an abstention "
-        "or unparseable answer counts as wrong, except in 'acc. answered' (answered images only).",
+        "or unparseable answer counts as wrong, except in 'acc. answered' (answered images only). "
+        "Cost per 1,000 images: measured = what this run's calls cost (unknown for always-on endpoints, "
+        "which bill per hour); projected = at your monthly volume, see Cost estimates.",
     )
     for name in provider_names(summary):
         p = summary["providers"][name]
@@ -126,6 +127,7 @@ def summary_table(summary: Mapping[str, Any]) -> TextTable:
                 fmt_ms(dig(p, "latency_ms.p50")),
                 fmt_ms(dig(p, "latency_ms.p95")),
                 fmt_usd(dig(p, "cost_usd.per_1k")),
+                fmt_usd(dig(p, "cost_usd.projected.per_1k")),
             ],
             _is_flagged(summary, name),
         )
@@ -134,7 +136,7 @@ def summary_table(summary: Mapping[str, Any]) -> TextTable:
 
 def sensitivity_table(summary: Mapping[str, Any]) -> TextTable:
     codes = dig(summary, "taxonomy.codes") or []
-    table = TextTable("Per-class sensitivity", ["provider", *codes, "p99 latency", "cost total"])
+    table = TextTable("Per-class sensitivity", ["provider", *codes, "p99 latency", "run cost (measured)"])
     for name in provider_names(summary):
         p = summary["providers"][name]
         sens = p.get("sensitivity") or {}
@@ -158,9 +160,9 @@ def subgroup_tables(summary: Mapping[str, Any]) -> list[TextTable]:
                 "images",
                 "scored",
                 "balanced acc.",
-                "95% CI",
+                "bal. acc. 95% CI",
                 "triage sens.",
-                "95% CI",
+                "triage sens. 95% CI",
                 "warning",
             ],
             note="Intervals: percentile bootstrap over the subgroup's scored images (seeded).",
@@ -223,20 +225,46 @@ def confusion_tables(summary: Mapping[str, Any]) -> list[TextTable]:
 
 
 def cost_table(summary: Mapping[str, Any]) -> TextTable | None:
+    """One row per provider: the projection at the stated volume beside what the run's calls cost.
+
+    The figures come from ``providers.*.cost_usd`` (measured and ``projected``), the reasoning (basis,
+    instances, assumptions, sources) from ``summary["cost"]``: each figure has one owner.
+    """
     section = cost_section(summary)
     if section is None:
         return None
     facts, per = section
-    cols = cost_columns(per)
-    note_bits = [f"{k.replace('_', ' ')}: {cost_cell(k, v)}" for k, v in facts.items() if v is not None]
+    volume = dig(summary, "volume.images_per_month")
+    bits = [f"projected at {int(volume):,} images/month" if isinstance(volume, (int, float)) else ""]
+    bits.append(f"prices as of {facts['pricing_as_of']}" if facts.get("pricing_as_of") else "")
     table = TextTable(
         "Cost estimates",
-        ["provider", *(c.replace("_", " ") for c in cols), "assumptions and sources"],
-        note="; ".join(note_bits) or None,
+        [
+            "provider",
+            "pricing basis",
+            "projected / month",
+            "projected / 1k images",
+            "measured / 1k (this run)",
+            "utilisation",
+            "assumptions and sources",
+        ],
+        note="; ".join(b for b in bits if b) or None,
     )
     for name, entry in per.items():
-        cells = [cost_cell(c, entry.get(c)) for c in cols]
-        table.add([provider_cell(summary, name), *cells, cost_notes(entry)], _is_flagged(summary, name))
+        cost = dig(summary, f"providers.{name}.cost_usd") or {}
+        projected = cost.get("projected") or {}
+        table.add(
+            [
+                provider_cell(summary, name),
+                str(projected.get("basis") or entry.get("basis") or entry.get("kind") or NA),
+                fmt_usd(projected.get("monthly")),
+                fmt_usd(projected.get("per_1k")),
+                fmt_usd(cost.get("per_1k")),
+                fmt_pct(entry.get("utilisation")),
+                cost_notes(entry),
+            ],
+            _is_flagged(summary, name),
+        )
     return table
 
 
@@ -313,7 +341,8 @@ def diff_tables(summary: Mapping[str, Any]) -> list[TextTable]:
     changes = TextTable(
         f"Changes since {diff.get('baseline')}",
         ["provider", "status", "metric changes", "fixed", "broke", "changed"],
-        note=f"{diff.get('flipped_total', 0)} answers flipped in total.",
+        note=(f"{diff['image_set']}. " if diff.get("image_set") else "")
+        + f"{diff.get('flipped_total', 0)} answers flipped in total.",
     )
     for name, entry in (diff.get("providers") or {}).items():
         moved = [

@@ -46,6 +46,8 @@ def render_terminal(summary: Mapping[str, Any], console: Any) -> None:
     _print_warnings(summary, names, console)
     diff = summary.get("baseline_diff")
     if isinstance(diff, Mapping) and diff.get("providers"):
+        if diff.get("image_set"):  # said before any number: these changes mix data and model changes
+            console.print(Text(f"WARNING: {diff['image_set']}", style="bold yellow"))
         console.print(_diff(summary, diff))
     as_of = summary.get("pricing_as_of")
     note = (

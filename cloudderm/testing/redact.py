@@ -16,9 +16,18 @@ import binascii
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
+
+from cloudderm.redact import (  # the rules live in the core; cassettes reuse them
+    REDACTED,
+    is_secret_header,
+    is_secret_name,
+    keep_headers,
+    public_query,
+    redact_uri,
+)
 
 __all__ = [
     "REDACTED",
@@ -35,27 +44,6 @@ __all__ = [
     "redact_uri",
     "request_key",
 ]
-
-REDACTED = "<redacted>"
-
-SECRET_NAME_PARTS = ("key", "token", "secret", "password", "signature", "credential")
-# Header names are a closed vocabulary, so a broader net costs nothing there (x-ms-authorization-auxiliary).
-SECRET_HEADER_PARTS = (*SECRET_NAME_PARTS, "auth", "cookie", "session")
-SECRET_HEADERS = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-        "set-cookie",
-        "api-key",
-        "ocp-apim-subscription-key",
-        "prediction-key",
-        "x-ms-client-principal",
-    }
-)
-SECRET_HEADER_PREFIXES = ("x-amz-", "x-goog-")
-# Query parameters that authenticate a URL without a secret-sounding name (Azure SAS, presigned URLs).
-SECRET_QUERY_NAMES = frozenset({"sig", "se", "st", "sp", "sv", "skoid", "sktid", "code", "assertion"})
 
 # Hosts whose every request is a credential exchange: OAuth, STS, SSO and instance-metadata services.
 TOKEN_HOSTS = frozenset(
@@ -109,49 +97,6 @@ _MAGIC = (
     (b"II*\x00", "image/tiff"),
     (b"MM\x00*", "image/tiff"),
 )
-
-
-def is_secret_name(name: str) -> bool:
-    """A header, JSON field or query parameter whose name says it carries a credential."""
-    lowered = name.lower()
-    return any(part in lowered for part in SECRET_NAME_PARTS)
-
-
-def is_secret_header(name: str) -> bool:
-    lowered = name.lower()
-    return (
-        lowered in SECRET_HEADERS
-        or lowered.startswith(SECRET_HEADER_PREFIXES)
-        or any(part in lowered for part in SECRET_HEADER_PARTS)
-    )
-
-
-def keep_headers(headers: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Headers as ``{name: [values]}`` without any that may authenticate or identify a session."""
-    kept: dict[str, list[str]] = {}
-    for name, value in headers.items():
-        if is_secret_header(str(name)):
-            continue
-        values = value if isinstance(value, (list, tuple)) else [value]
-        kept[str(name)] = [v.decode("latin-1") if isinstance(v, bytes) else str(v) for v in values]
-    return kept
-
-
-def _secret_query_name(name: str) -> bool:
-    lowered = name.lower()
-    return lowered in SECRET_QUERY_NAMES or lowered.startswith(SECRET_HEADER_PREFIXES) or is_secret_name(name)
-
-
-def public_query(query: str) -> list[tuple[str, str]]:
-    """Query parameters minus the secret ones, sorted: order never matters to a match."""
-    return sorted((k, v) for k, v in parse_qsl(query, keep_blank_values=True) if not _secret_query_name(k))
-
-
-def redact_uri(uri: str) -> str:
-    """The URI without user info and secret query parameters (the rest stays readable and matchable)."""
-    parts = urlsplit(uri)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(public_query(parts.query)), ""))
 
 
 def request_key(method: str, uri: str) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:

@@ -32,6 +32,7 @@ from cloudderm.config import parse_config
 from cloudderm.errors import (
     ConfigError,
     InvalidImageError,
+    MissingCredentialsError,
     MissingDependencyError,
     ProviderError,
     ProviderHTTPError,
@@ -418,10 +419,12 @@ def test_missing_adc_is_a_clear_error(monkeypatch, sample_images) -> None:
 
     monkeypatch.setattr(google.auth, "default", no_credentials)
     clf = VertexClassifier("vertex-adc", settings(anonymous=False))
-    with pytest.raises(ProviderError) as info:
-        clf.classify(sample_images[0])
-    assert not info.value.retryable and isinstance(info.value.__cause__, DefaultCredentialsError)
-    assert "gcloud auth application-default login" in str(info.value) and RESOURCE in str(info.value)
+    # Issue #12 item 1: found at warm-up (as compare does it) or at the first call, it is the same typed
+    # MissingCredentialsError (a ConfigError: exit 2), never the SDK's DefaultCredentialsError.
+    for start in (clf.warm_up, lambda: clf.classify(sample_images[0])):
+        with pytest.raises(MissingCredentialsError) as info:
+            start()
+        assert "gcloud auth application-default login" in str(info.value) and RESOURCE in str(info.value)
 
 
 def test_failed_token_refresh_is_a_clear_error(monkeypatch, sample_images) -> None:

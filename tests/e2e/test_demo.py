@@ -15,7 +15,8 @@ import pytest
 from cloudderm.cli import main
 from cloudderm.demo import UNTRAINED_WARNING, find_examples
 from cloudderm.errors import ConfigError
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, make_jpeg
+from tests.tolerances import assert_same_scores
 
 OUTPUTS = ("results.sqlite", "predictions.jsonl", "summary.json", "report.md", "report.html")
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
@@ -131,7 +132,7 @@ def test_the_emulated_clouds_answer_exactly_like_the_local_model(demo_run: tuple
         local = {ls["label"]: ls["score"] for ls in answers["local-sklesion"]}
         for cloud in ("azureml-sklesion", "vertex-sklesion-meta"):
             remote = {ls["label"]: ls["score"] for ls in answers[cloud]}
-            assert remote == pytest.approx(local, abs=1e-6), cloud
+            assert_same_scores(remote, local)  # another runtime and batch size behind the emulator
 
 
 def test_find_examples_prefers_the_arguments(tmp_path: Path) -> None:
@@ -139,6 +140,9 @@ def test_find_examples_prefers_the_arguments(tmp_path: Path) -> None:
     assert images == REPO_ROOT / "examples" / "images" or images.name == "images"
     assert labels is not None and labels.name == "labels.csv"
     (tmp_path / "pics").mkdir()
+    with pytest.raises(ConfigError, match="holds no images"):  # before any model loads (issue #12 scan)
+        find_examples(tmp_path / "pics")
+    (tmp_path / "pics" / "a.jpg").write_bytes(make_jpeg((10, 20, 30)))
     assert find_examples(tmp_path / "pics") == (tmp_path / "pics", None)
     with pytest.raises(ConfigError, match="is not a folder"):
         find_examples(tmp_path / "missing")

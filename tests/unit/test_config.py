@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydantic import SecretStr
 
@@ -11,6 +12,7 @@ import cloudderm
 from cloudderm.classifier import AdapterSettings
 from cloudderm.config import find_config, load_config, parse_config
 from cloudderm.errors import ConfigError
+from cloudderm.factory import build_classifier
 from cloudderm.testing.fakes import FakeClassifier, FakeSettings
 
 FAKE = "cloudderm.testing.fakes:FakeClassifier"
@@ -76,9 +78,12 @@ def test_env_interpolation_and_default() -> None:
 
 
 def test_missing_variable_names_variable_provider_and_field() -> None:
+    """Issue #12 item 14: an unset secret is needed only for a call, then it is a ConfigError (exit 2)."""
     data = {"providers": {"p": {"adapter": FAKE, "model": "${NOT_SET_ANYWHERE}"}}}
+    config = parse_config(data, source="cfg.yaml", env={})  # reading the config (cost, providers) is fine
+    clf = build_classifier("p", config)
     with pytest.raises(ConfigError) as info:
-        parse_config(data, source="cfg.yaml", env={})
+        clf.classify(np.zeros((8, 8, 3), np.uint8))
     message = str(info.value)
     assert "NOT_SET_ANYWHERE" in message and "cfg.yaml" in message and "'p'" in message and "model" in message
 

@@ -279,6 +279,17 @@ def test_real_exif_orientation_image(shared_data: Path) -> None:
     assert (out.width, out.height) == (stored[1], stored[0])
 
 
+@pytest.mark.parametrize("shape", [(0, 0, 3), (0, 5, 3), (4, 0), (0, 0, 4)])
+def test_empty_array_is_invalid_image_error(shape) -> None:
+    """Issue #12 item 15: an array without pixels is the documented InvalidImageError, not ValueError."""
+    import numpy as np
+
+    from cloudderm.testing.fakes import FakeClassifier
+
+    with pytest.raises(InvalidImageError, match="no pixels"):
+        FakeClassifier("fake").classify(np.zeros(shape, np.uint8))
+
+
 # ---- byte limits: estimate, one decode, quality search ---------------------------------------------
 @pytest.fixture(scope="module")
 def camera_like() -> bytes:

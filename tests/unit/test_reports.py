@@ -45,15 +45,15 @@ RISKS = [
         "mitigation": "ask",
     },
 ]
+ENDPOINT_BASIS = "always-on endpoint, 1 × ml.m5.xlarge instance"
 COST = {
     "pricing_as_of": "2025-01-15",
     "volume_per_month": 10_000,
     "providers": {
-        "A": {"kind": "local", "monthly_usd": 0.0, "per_1k_usd": 0.0, "assumptions": ["no hourly_usd set"]},
+        "A": {"kind": "local", "assumptions": ["no hourly_usd set"]},
         "B": {
-            "kind": "always-on endpoint",
-            "monthly_usd": 166.44,
-            "per_1k_usd": 16.64,
+            "kind": "always-on",
+            "utilisation": 7.010131199651918e-05,
             "assumptions": {"instance": "ml.m5.xlarge", "utilisation": "24x7"},
             "sources": ["https://aws.amazon.com/sagemaker/pricing/"],
         },
@@ -133,6 +133,16 @@ def _summary(jsonl: Path, providers: dict | None = None) -> dict:
     )
     s["risks"] = RISKS
     s["cost"] = COST
+    s["volume"] = {"images_per_month": 10_000, "assumed": True}
+    projected = {"A": (0.0, 0.0, "local model, machine not priced"), "B": (16.6375, 166.375, ENDPOINT_BASIS)}
+    for name, (per_1k, monthly, basis) in projected.items():
+        if name in s["providers"]:
+            s["providers"][name]["cost_usd"]["projected"] = {
+                "per_1k": per_1k,
+                "monthly": monthly,
+                "volume": 10_000,
+                "basis": basis,
+            }
     return s
 
 
@@ -187,7 +197,7 @@ def test_html_shows_disclaimer_cards_risks_cost_and_intended_use(run: tuple) -> 
         assert heading in text
     assert "general image classification" in text  # B's intended use, beside its numbers
     assert "as of 2025-01-10" in text  # dated fact on the card
-    assert "ml.m5.xlarge" in text and "pricing as of: 2025-01-15" in text
+    assert "ml.m5.xlarge" in text and "prices as of 2025-01-15" in text
     assert "Per-image disagreements" in text and "i5.jpg" in text
 
 
@@ -288,7 +298,8 @@ def test_all_text_is_escaped(tmp_path: Path, images_root: Path) -> None:
     assert not [a for t, a in doc.tags if t == "img" and not str(a.get("src", "")).startswith("data:")]
     assert evil in " ".join(doc.text)  # shown as text, not run
     md = paths["markdown"].read_text(encoding="utf-8")
-    assert "<script>" not in md and "&lt;script&gt;" in md
+    # Markdown escapes (a \\< renders as <, never opens a tag), readable raw: no &lt; (#12 item 10)
+    assert "<script>" not in md and "\\<script\\>" in md and "&lt;" not in md
     assert "a\\|b" in md  # a pipe in a value cannot split a table cell
     console = Console(record=True, width=200)
     render_terminal(summary, console)
@@ -425,14 +436,106 @@ def test_accuracy_vs_cost_uses_the_monthly_projection_when_present() -> None:
 
     summary = {
         "providers": {
-            "endpoint": {"balanced_accuracy": 0.7, "cost_usd": {"total": None, "per_1k": None}},
+            "endpoint": {
+                "balanced_accuracy": 0.7,
+                "cost_usd": {"total": None, "per_1k": None, "projected": {"per_1k": 36.5}},
+            },
             "unpriced": {"balanced_accuracy": 0.6, "cost_usd": {"total": None, "per_1k": None}},
         },
-        "cost": {"endpoint": {"per_1k_usd": 36.5}, "unpriced": {"per_1k_usd": None}},
         "volume": {"images_per_month": 10000},
     }
     image, left_out = accuracy_vs_cost(summary)
     assert image is not None and image.startswith("data:image/")
     assert left_out == ["unpriced (cost unknown)"]
-    summary.pop("cost")
+    del summary["providers"]["endpoint"]["cost_usd"]["projected"]
     assert accuracy_vs_cost(summary) == (None, ["endpoint (cost unknown)", "unpriced (cost unknown)"])
+
+
+# ---- layout (issue #12 items 10-11) ---------------------------------------------------------------------
+def test_html_tables_scroll_inside_the_page_with_formatted_numbers_and_no_duplicate_columns(run) -> None:
+    """Item 10: every table sits in a scrolling wrapper; money and rates are rounded; no column twice."""
+    import re
+
+    html = run[2]["html"].read_text(encoding="utf-8")
+    tables = html.count("<table>")
+    assert tables and html.count('<div class="table-scroll"><table>') == tables
+    assert ".table-scroll{overflow-x:auto" in html
+    for head in re.findall(r"<thead><tr>(.*?)</tr></thead>", html):
+        headers = re.findall(r"<th>(.*?)</th>", head)
+        assert len(headers) == len(set(headers)), headers
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", html)
+    assert not [c for c in cells if re.search(r"\d\.\d{5,}|\de-\d", c)], "raw floats in a table cell"
+    assert "7.010131199651918e-05" not in html and "0.0%" in html  # the planted raw utilisation
+    assert re.search(r'<td class="num">\$16\.64</td>', html), "projected $/1k rounded and right-aligned"
+
+
+def test_markdown_has_no_raw_entities_or_raw_floats(run) -> None:
+    import re
+
+    md = run[2]["markdown"].read_text(encoding="utf-8")
+    assert "&lt;" not in md and "&gt;" not in md
+    assert not re.search(r"\| [^|]*\de-\d[^|]* \|", md) and "7.010131199651918e-05" not in md
+    header = next(line for line in md.splitlines() if line.startswith("| provider | pricing basis"))
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    assert len(cols) == len(set(cols))
+
+
+def _capture_figures(monkeypatch) -> list:
+    from cloudderm.report import plots
+
+    figures: list = []
+    real = plots._png
+
+    def keep(fig):
+        figures.append(fig)
+        return real(fig)
+
+    monkeypatch.setattr(plots, "_png", keep)
+    return figures
+
+
+def test_subgroup_bars_say_percent_and_labels_do_not_overlap(monkeypatch) -> None:
+    """Item 11: bar annotations carry %, sit above the whiskers, and many subgroup names are rotated."""
+    from cloudderm.report.plots import subgroup_gaps
+
+    figures = _capture_figures(monkeypatch)
+    values = {f"site-{i:02d}-long-name": {"balanced_accuracy": 0.5, "balanced_accuracy_ci": [0.3, 0.7]}
+              for i in range(9)}  # fmt: skip
+    summary = {"providers": {"a": {"subgroups": {"site": values}}, "b": {"subgroups": {"site": values}}}}
+    assert subgroup_gaps(summary, "site") is not None
+    (fig,) = figures
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    notes = [t for t in ax.texts]
+    assert notes and all(t.get_text() == "50%" for t in notes)
+    assert all(t.xy[1] >= 70 for t in notes), "a label sits above its whisker (70%), not on it"
+    ticks = [t for t in ax.get_xticklabels() if t.get_text()]
+    assert all(t.get_rotation() == 45 for t in ticks)
+    # Parallel labels at 45 degrees clear each other when the gap across them exceeds a line of text.
+    import itertools
+    import math
+
+    centres = [t.get_window_extent().x1 for t in ticks]  # right-aligned: each label ends at its tick
+    line = ticks[0].get_fontsize() * fig.dpi / 72 * 1.2  # one line of text, in pixels
+    gaps = [(b - a) * math.sin(math.radians(45)) for a, b in itertools.pairwise(centres)]
+    assert min(gaps) > line, "tick labels overlap"
+
+
+def test_point_labels_stay_inside_the_accuracy_vs_cost_axes(monkeypatch) -> None:
+    """Item 11: the rightmost point's label is drawn to its left, inside the plot."""
+    from cloudderm.report.plots import accuracy_vs_cost
+
+    figures = _capture_figures(monkeypatch)
+    providers = {
+        name: {"balanced_accuracy": acc, "cost_usd": {"projected": {"per_1k": cost}}}
+        for name, acc, cost in (("cheap", 0.6, 1.0), ("an-expensive-endpoint-with-a-long-name", 0.7, 100.0))
+    }
+    image, _ = accuracy_vs_cost({"providers": providers, "volume": {"images_per_month": 10_000}})
+    assert image is not None
+    (fig,) = figures
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    frame = ax.get_window_extent()
+    for text in ax.texts:
+        box = text.get_window_extent()
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1, text.get_text()

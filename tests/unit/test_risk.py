@@ -146,3 +146,25 @@ def test_groups_of_a_handful_of_images_do_not_make_a_gap() -> None:
     risks = risk_register(summary, {})
     assert not [r for r in risks if r["risk"] == "subgroup performance gap"]
     assert any(r["risk"] == "small subgroup" and "site=ear" in r["detail"] for r in risks)
+
+
+def test_small_subgroup_counts_are_the_subgroup_tables_scored_counts() -> None:
+    """Issue #12 item 6: the register counts scored images (``n_scored``), as the subgroup table does."""
+    summary = {
+        "providers": {
+            "p": {
+                "subgroups": {
+                    "sex": {
+                        "female": {"n": 18, "n_scored": 17, "balanced_accuracy": 0.8},
+                        "male": {"n": 16, "n_scored": 14, "balanced_accuracy": 0.7},
+                        "unknown": {"n": 1, "n_scored": 0, "balanced_accuracy": None},
+                    }
+                }
+            }
+        },
+        "dataset": {},
+    }
+    details = [r["detail"] for r in risk_register(summary, {}) if r["risk"] == "small subgroup"]
+    assert any("sex=female has 17 scored" in d for d in details), details
+    assert any("sex=male has 14 scored" in d for d in details)
+    assert any("sex=unknown has 0 scored" in d for d in details)

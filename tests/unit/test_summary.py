@@ -99,7 +99,13 @@ def test_subgroups_with_intervals_and_small_group_warnings(summary: dict) -> Non
     missing = sex[MISSING_VALUE]
     assert (missing["n"], missing["n_scored"], missing["balanced_accuracy"]) == (1, 0, None)
     assert missing["balanced_accuracy_ci"] is None
-    assert all("< 30" in g["warning"] for g in sex.values())
+    assert all("< 30" in g["warning"] for g in sex.values() if g["n_scored"])
+    # issue #12 item 18: an empty group says so, never "only 0 scored images"
+    assert all(
+        g["warning"] == "no scored images: no metric for this group"
+        for g in sex.values()
+        if not g["n_scored"]
+    )
     gaps = summary["providers"]["A"]["subgroup_gaps"]["sex"]
     assert gaps["balanced_accuracy"]["gap"] == pytest.approx(2 / 3 - 0.5)
     assert (gaps["balanced_accuracy"]["lowest"], gaps["balanced_accuracy"]["highest"]) == ("M", "F")
