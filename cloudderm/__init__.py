@@ -12,10 +12,13 @@ from typing import TYPE_CHECKING
 from cloudderm._lazy import lazy_getattr
 from cloudderm.errors import (
     CloudDermError,
+    CompareInterrupted,
     ConfigError,
+    DatasetError,
     InvalidImageError,
     MissingDependencyError,
     PolicyViolation,
+    ProviderAuthError,
     ProviderError,
     ProviderHTTPError,
     ProviderThrottled,
@@ -36,8 +39,10 @@ __version__ = "0.1.0"
 __all__ = [
     "Classifier",
     "CloudDermError",
+    "CompareInterrupted",
     "Config",
     "ConfigError",
+    "DatasetError",
     "ImageContext",
     "InvalidImageError",
     "LabelScore",
@@ -46,6 +51,7 @@ __all__ = [
     "Prediction",
     "PreparedImage",
     "PriceQuery",
+    "ProviderAuthError",
     "ProviderError",
     "ProviderHTTPError",
     "ProviderThrottled",

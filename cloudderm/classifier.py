@@ -14,7 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter
 
@@ -26,7 +26,7 @@ from cloudderm.taxonomy import HAM10000, Taxonomy
 
 if TYPE_CHECKING:
     from cloudderm.explain.types import Explanation
-    from cloudderm.governance.card import GovernanceCard, ModelFacts, ServiceFacts
+    from cloudderm.facts import GovernanceCard, ModelFacts, ServiceFacts
     from cloudderm.pricing import PricingModel
 
 __all__ = [
@@ -44,9 +44,6 @@ ContextLike = ImageContext | Mapping[str, Any] | None
 # One item of ``classify_batch``: an image, or an ``(image, context)`` pair.
 BatchItem = ImageLike | PreparedImage | tuple[ImageLike | PreparedImage, ContextLike]
 
-OUT_OF_DOMAIN_WARNING = (
-    "out-of-domain: the model's top label {label!r} is not a skin-lesion class in the {taxonomy} taxonomy"
-)
 NOT_NORMALISED_WARNING = "scores not normalised: they sum to {total:.3f}, not 1"
 INDEPENDENT_SCORES_WARNING = (
     "scores are independent per-label probabilities (multi-label), not a distribution"
@@ -72,6 +69,18 @@ class AdapterSettings(BaseModel):
     # (field path, variable, config file) of each ``${VAR}`` the environment lacked when the config was
     # read. Secrets are needed only for a call, so the check is at warm-up / first call (require_env).
     _missing_env: tuple[tuple[str, str, str], ...] = PrivateAttr(default=())
+
+    def require_env(self, provider: str) -> None:
+        """Raise the ConfigError (exit 2) naming the unset variable, if these settings still hold one.
+
+        Called when a provider is about to be warmed up or called, never when a config is only read: ``cost``
+        and ``providers`` make no call, so they never need the secrets.
+        """
+        if self._missing_env:
+            from cloudderm.errors import unset_variable_error
+
+            field, var, source = self._missing_env[0]
+            raise unset_variable_error(var, source, provider, field)
 
 
 @dataclass(frozen=True)
@@ -111,24 +120,31 @@ class RawResult:
     reason: str | None = None
 
 
-class Classifier(ABC):
+SettingsT = TypeVar("SettingsT", bound=AdapterSettings)
+
+
+class Classifier(ABC, Generic[SettingsT]):
     """Classify images through one provider. Sync by design; the compare runner adds concurrency.
 
-    Subclasses set ``adapter`` and ``Settings`` and implement ``_infer``, ``model_id`` and
-    ``service_facts``; they override ``image_limits``, ``model_facts`` and ``close`` where relevant and
-    set ``max_batch_size`` above 1 when the provider accepts several images per call.
+    Generic in its settings: ``class MyClassifier(Classifier[MySettings])`` makes ``self.settings`` a
+    ``MySettings`` for type checkers, with no per-adapter alias. Subclasses set ``adapter``, ``vendor`` and
+    ``Settings`` and implement ``_infer``, ``model_id`` and ``service_facts``; they override
+    ``image_limits``, ``model_facts``, ``price_query``, ``warm_up`` and ``close`` where relevant and set
+    ``max_batch_size`` above 1 when the provider accepts several images per call.
     """
 
     adapter: ClassVar[str]
     # Who is paid / who receives the images: "aws", "azure", "gcp", "openai", ..., or "local" (this machine).
     vendor: ClassVar[str] = "unknown"
     Settings: ClassVar[type[AdapterSettings]] = AdapterSettings
+    # A local model whose inference may run in a ``compare --workers`` process (it pickles, and is CPU-bound).
+    runs_in_worker_process: ClassVar[bool] = False
     max_batch_size: int = 1
 
     def __init__(
         self,
         name: str,
-        settings: AdapterSettings,
+        settings: SettingsT,
         *,
         taxonomy: Taxonomy = HAM10000,
         retry_policy: RetryPolicy | None = None,
@@ -142,7 +158,7 @@ class Classifier(ABC):
                 field="adapter",
             )
         self.name = name
-        self.settings = settings
+        self.settings: SettingsT = settings
         self._base_taxonomy = taxonomy
         self.taxonomy = taxonomy.with_synonyms(settings.label_map)
         self.retry_policy = retry_policy or RetryPolicy(max_retries=settings.max_retries or 0)
@@ -173,6 +189,11 @@ class Classifier(ABC):
         """The provider's request limits, used to prepare images that fit."""
         return ImageLimits()
 
+    def hash_extras(self) -> dict[str, Any]:
+        """What changes this provider's answers besides its wire settings (a generative adapter returns its
+        rendered prompt template here); folded into the config hash, so changing it re-sends."""
+        return {}
+
     def price_query(self) -> PriceQuery:
         """What the price catalog needs to price this provider (see ``cloudderm.core.PriceQuery``).
 
@@ -191,10 +212,6 @@ class Classifier(ABC):
 
     def close(self) -> None:
         """Release clients, sessions and models."""
-
-    def hash_extras(self) -> dict[str, Any]:
-        """What decides the answers beyond the settings (a generative model's rendered prompt); hashed."""
-        return {}
 
     # ---- provided to users ----------------------------------------------------------------------
     def prepare(self, image: ImageLike | PreparedImage) -> PreparedImage:
@@ -223,10 +240,7 @@ class Classifier(ABC):
 
     def classify_prepared(self, images: Sequence[PreparedImage]) -> list[Prediction]:
         """Classify already-prepared images without retrying (the runner owns retries and pacing)."""
-        if self.settings._missing_env:  # never send a literal ``${VAR}`` as a credential
-            from cloudderm.config import require_env
-
-            require_env(self.name, self.settings)
+        self.settings.require_env(self.name)  # never send a literal ``${VAR}`` as a credential
         out: list[Prediction] = []
         for chunk in self.plan_batches(images):
             started = time.perf_counter()
@@ -328,14 +342,11 @@ class Classifier(ABC):
         """Normalise one decoded answer into a Prediction with taxonomy, warnings and cost."""
         labels = label_scores(raw.labels)
         warnings = [*self.standing_warnings, *raw.warnings]
-        canonical = triage = None
-        if labels and raw.outcome == "answered":
-            canonical = self.taxonomy.canonical(labels[0].label)
-            triage = self.taxonomy.triage(canonical)
-            if canonical is None:
-                warnings.append(
-                    OUT_OF_DOMAIN_WARNING.format(label=labels[0].label, taxonomy=self.taxonomy.name)
-                )
+        answered = bool(labels) and raw.outcome == "answered"
+        canonical, triage, out_of_domain = self.taxonomy.map_top(labels[0].label if answered else None)
+        if out_of_domain:
+            warnings.append(out_of_domain)
+        if answered:
             total = sum(ls.score for ls in labels)
             if raw.scores_independent:
                 warnings.append(INDEPENDENT_SCORES_WARNING)

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cloudderm.classifier import AdapterSettings
-from cloudderm.errors import ConfigError
+from cloudderm.errors import ConfigError, config_error_from, unset_variable_error
 
 __all__ = [
     "CONFIG_ENV_VAR",
@@ -161,7 +161,7 @@ def parse_config(
     try:
         config = Config.model_validate({**body, "source": source})
     except ValidationError as e:
-        raise _config_error(e, source, provider=None) from None
+        raise config_error_from(e, file=source, all_errors=True) from None
     providers: dict[str, AdapterSettings] = {}
     for name, settings in providers_raw.items():
         providers[str(name)] = _parse_provider(str(name), settings, env, source)
@@ -186,30 +186,15 @@ def _parse_provider(name: str, raw: Any, env: Mapping[str, str], source: str) ->
     except ValidationError as e:
         if missing:  # the placeholder itself is what failed: say which variable to export
             field, var, _ = missing[0]
-            raise _unset_error(var, source, name, field) from None
-        raise _config_error(e, source, provider=name) from None
+            raise unset_variable_error(var, source, name, field) from None
+        raise config_error_from(e, file=source, provider=name, all_errors=True) from None
     settings._missing_env = tuple(missing)
     return settings
 
 
 def require_env(provider: str, settings: AdapterSettings) -> None:
-    """Raise the ConfigError (exit 2) naming the unset variable, if the provider's config needs one.
-
-    Called when a provider is about to be warmed up or called, never when a config is only read: ``cost``
-    and ``providers`` make no call, so they never need the secrets.
-    """
-    if settings._missing_env:
-        field, var, source = settings._missing_env[0]
-        raise _unset_error(var, source, provider, field)
-
-
-def _unset_error(var: str, source: str | None, provider: str | None, field: str | None) -> ConfigError:
-    return ConfigError(
-        f"environment variable {var} is not set (export {var}=... or use ${{{var}:-default}})",
-        file=source,
-        provider=provider,
-        field=field,
-    )
+    """Raise the ConfigError naming the unset variable (see ``AdapterSettings.require_env``)."""
+    settings.require_env(provider)
 
 
 def _interpolate(
@@ -238,7 +223,7 @@ def _interpolate(
                 return default
             field = ".".join(str(p) for p in path) or None
             if missing is None:
-                raise _unset_error(var, source, provider, field)
+                raise unset_variable_error(var, source, provider, field)
             missing.append((field or "", var, source))
             return match.group(0)
 
@@ -254,17 +239,3 @@ def _interpolate(
             for i, v in enumerate(value)
         ]
     return value
-
-
-def _config_error(error: ValidationError, source: str, provider: str | None) -> ConfigError:
-    """Describe validation failures by field path and message only: never echo the (maybe secret) value."""
-    problems: list[tuple[str, str]] = []
-    for item in error.errors(include_input=False, include_url=False):
-        field = ".".join(str(p) for p in item["loc"])
-        message = "unknown field (check the spelling)" if item["type"] == "extra_forbidden" else item["msg"]
-        problems.append((field, message))
-    if len(problems) == 1:
-        field, message = problems[0]
-        return ConfigError(message, file=source, provider=provider, field=field)
-    listed = "; ".join(f"{field}: {message}" for field, message in problems)
-    return ConfigError(listed, file=source, provider=provider)

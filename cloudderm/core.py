@@ -114,7 +114,7 @@ class PriceQuery:
     price" message name the service and the setting to fix.
     """
 
-    label: str = ""
+    label: str = ""  # how messages name it, read before the SKU: "SageMaker real-time inference"
     service: str | None = None
     sku: str | None = None
     sku_field: str = "instance_type"

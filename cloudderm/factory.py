@@ -11,9 +11,10 @@ from cloudderm.retry import RetryPolicy
 from cloudderm.taxonomy import get_taxonomy
 
 if TYPE_CHECKING:
-    from cloudderm.classifier import Classifier
+    from cloudderm.classifier import AdapterSettings, Classifier
+    from cloudderm.pricing.resolve import PricingTarget
 
-__all__ = ["build_classifier", "load"]
+__all__ = ["build_classifier", "load", "pricing_target"]
 
 
 def build_classifier(name: str, config: Config, *, check_policy: bool = True) -> Classifier:
@@ -44,6 +45,14 @@ def build_classifier(name: str, config: Config, *, check_policy: bool = True) ->
         classifier.close()
         raise
     return classifier
+
+
+def pricing_target(name: str, settings: AdapterSettings) -> PricingTarget:
+    """What pricing needs about a configured provider, from its settings alone (the adapter is not built)."""
+    from cloudderm.pricing.resolve import PricingTarget
+    from cloudderm.registry import resolve_adapter
+
+    return PricingTarget.from_settings(name, settings, resolve_adapter(settings.adapter))
 
 
 def load(name: str, config: Config | str | os.PathLike | None = None) -> Classifier:

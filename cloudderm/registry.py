@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from cloudderm.errors import ConfigError, MissingDependencyError
+from cloudderm.errors import ConfigError, MissingDependencyError, install_hint
 
 if TYPE_CHECKING:
     from cloudderm.classifier import Classifier
@@ -101,11 +101,6 @@ BUILTIN_ADAPTERS: Mapping[str, AdapterSpec] = MappingProxyType(
         ),
     }
 )
-
-
-def install_hint(extra: str, what: str) -> str:
-    """The one-line fix users see when an optional SDK is missing."""
-    return f'Install {what}: pip install "cloudderm[{extra}]"'
 
 
 def _entry_points() -> dict[str, str]:

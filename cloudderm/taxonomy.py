@@ -10,10 +10,33 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 __all__ = ["HAM10000", "Taxonomy", "get_taxonomy", "normalise_label"]
 
 _SEPARATORS = re.compile(r"[\s_\-]+")
+
+
+OUT_OF_DOMAIN_WARNING = (
+    "out-of-domain: the model's top label {label!r} is not a skin-lesion class in the {taxonomy} taxonomy"
+)
+_OUT_OF_DOMAIN_PREFIX = OUT_OF_DOMAIN_WARNING.split("{", 1)[0]
+
+
+IN_DOMAIN_SHARE = 0.5  # more than this share of a model's labels map: its label set is in the domain
+
+
+class TopMapping(NamedTuple):
+    """What the taxonomy makes of an answer's top label."""
+
+    canonical: str | None
+    triage: str | None
+    warning: str | None
+
+
+def is_out_of_domain_warning(text: str) -> bool:
+    """Whether a warning is the per-answer out-of-domain one (derived, so re-derived on export)."""
+    return text.startswith(_OUT_OF_DOMAIN_PREFIX)
 
 
 def normalise_label(label: str) -> str:
@@ -70,6 +93,31 @@ class Taxonomy:
             concerning=self.concerning,
             synonyms={**self.synonyms, **extra},
         )
+
+    def map_top(self, top_label: str | None) -> TopMapping:
+        """Canonical code, triage and out-of-domain warning of an answer whose top label is ``top_label``.
+
+        The one place these are derived (docs/architecture.md, "who owns which fact"): ``Classifier`` for a
+        direct call and ``compare/export.py`` for stored answers, from the raw label with the current map.
+        ``None`` (no label: an abstention) gives no code and no warning.
+        """
+        if top_label is None:
+            return TopMapping(None, None, None)
+        code = self.canonical(top_label)
+        warning = (
+            None if code is not None else OUT_OF_DOMAIN_WARNING.format(label=top_label, taxonomy=self.name)
+        )
+        return TopMapping(code, self.triage(code), warning)
+
+    def label_domain(self, labels: list[str]) -> str:
+        """Whether a model's label set is in this taxonomy's domain: the one rule (docs/architecture.md).
+
+        'in-domain' when more than half of the labels map to a code, 'out-of-domain' otherwise, 'unknown'
+        when the labels are not known. Only ``governance/cards.py`` calls it, for the governance card.
+        """
+        if not labels:
+            return "unknown"
+        return "in-domain" if self.covers(labels) > IN_DOMAIN_SHARE else "out-of-domain"
 
     def covers(self, labels: list[str]) -> float:
         """Share of ``labels`` that map into the taxonomy (1.0 = an in-domain label set)."""

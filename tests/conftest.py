@@ -17,6 +17,8 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 # MLflow's usage telemetry stays off in every test (docs/mlflow.md says how users turn it off).
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
+# compare runs in this process unless a test asks for workers (docs/compare.md: users get cores up to 8).
+os.environ.setdefault("CLOUDDERM_WORKERS", "1")
 
 
 AWS_VARS_TO_HIDE = (

@@ -1,13 +1,12 @@
-"""Stand-ins for ``cloudderm.compare.summary`` and ``cloudderm.report`` so the runner's tests do not depend
-on how metrics and reports are implemented (they have their own tests). They honour the agreed signatures,
+"""Stand-ins for ``build_summary``, ``write_reports`` and ``render_terminal`` so the runner's tests do not
+depend on how metrics and reports are implemented (they have their own tests). They honour the agreed
+signatures,
 read ``predictions.jsonl`` for real and write the three report files, recording what they were given.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-import types
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -76,17 +75,21 @@ def render_terminal(summary: dict, console: Any) -> None:
 
 
 def install(monkeypatch: Any = None) -> None:
-    """Put the stand-ins in ``sys.modules`` (through ``monkeypatch`` when given, so it is undone)."""
+    """Point the real modules' functions at the stand-ins (through ``monkeypatch`` when given, so it is
+    undone). The modules themselves stay in place: only three attributes change."""
+    import cloudderm.compare.summary as summary_module
+    import cloudderm.report as report_module
+
     for values in CALLS.values():
         values.clear()
-    summary = types.ModuleType("cloudderm.compare.summary")
-    summary.build_summary = build_summary  # type: ignore[attr-defined]
-    report = types.ModuleType("cloudderm.report")
-    report.write_reports = write_reports  # type: ignore[attr-defined]
-    report.render_terminal = render_terminal  # type: ignore[attr-defined]
-    report.check_baseline = check_baseline  # type: ignore[attr-defined]
-    for name, module in (("cloudderm.compare.summary", summary), ("cloudderm.report", report)):
+    targets = (
+        (summary_module, "build_summary", build_summary),
+        (report_module, "write_reports", write_reports),
+        (report_module, "render_terminal", render_terminal),
+        (report_module, "check_baseline", check_baseline),
+    )
+    for module, attr, stand_in in targets:
         if monkeypatch is not None:
-            monkeypatch.setitem(sys.modules, name, module)
+            monkeypatch.setattr(module, attr, stand_in)
         else:
-            sys.modules[name] = module
+            setattr(module, attr, stand_in)

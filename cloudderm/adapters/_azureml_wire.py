@@ -31,6 +31,7 @@ from pydantic import SecretStr
 
 from cloudderm.errors import (
     BODY_EXCERPT_CHARS,
+    ProviderAuthError,
     ProviderError,
     ProviderHTTPError,
     ProviderThrottled,
@@ -275,10 +276,13 @@ def endpoint_from_uri(uri: str) -> str | None:
     return match.group("endpoint") if match else None
 
 
-def scrub(text: str, secrets: Iterable[SecretStr]) -> str:
-    """``text`` with every secret value replaced, for messages that quote what a server said."""
+def scrub(text: str, secrets: Iterable[SecretStr | str]) -> str:
+    """``text`` with every secret value replaced, for messages that quote what a server said.
+
+    Accepts ``SecretStr`` (how settings hold keys) or plain strings (a key already read for a header).
+    """
     for held in secrets:
-        secret = held.get_secret_value()
+        secret = held.get_secret_value() if isinstance(held, SecretStr) else held
         if secret:
             text = text.replace(secret, "***")
     return text
@@ -324,7 +328,7 @@ def error_for_status(
     excerpt = scrub(text, secrets)[:BODY_EXCERPT_CHARS].strip()
     said = f"; the endpoint said: {excerpt!r}" if excerpt and status not in (401, 403) else ""
     if (status, auth) in _AUTH_HINTS:
-        return ProviderHTTPError(_AUTH_HINTS[(status, auth)] + after, status=status, retryable=False, **where)
+        return ProviderAuthError(_AUTH_HINTS[(status, auth)] + after, status=status, retryable=False, **where)
     if status == 408:
         return ProviderTimeout(
             "HTTP 408: the model took longer than the deployment's request_settings.request_timeout_ms"

@@ -14,13 +14,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cloudderm.governance.card import ModelFacts
+from cloudderm.facts import ModelFacts
 from cloudderm.governance.modelcard import parse_model_card
 from cloudderm.taxonomy import Taxonomy
 
-__all__ = ["IN_DOMAIN_SHARE", "label_domain", "labels_from_config", "read_model_facts"]
+__all__ = ["labels_from_config", "read_model_facts"]
 
-IN_DOMAIN_SHARE = 0.5
 _CARD_KEYS = (
     "license",
     "training_data",
@@ -36,7 +35,9 @@ def read_model_facts(
 ) -> ModelFacts:
     """Facts from the card and config of ``model`` (a folder or a hub id in the local cache).
 
-    The provider's ``model_card:`` setting is applied on top by ``cloudderm.governance.cards.build_card``.
+    The provider's ``model_card:`` setting is applied on top, and the label domain worked out, by
+    ``cloudderm.governance.cards.build_card`` (never here: docs/architecture.md, "who owns which fact").
+    ``taxonomy`` is accepted for callers of the old signature and not used.
     """
     card_path, config_path, origin = _locate(model, revision)
     facts: dict[str, Any] = {}
@@ -47,7 +48,6 @@ def read_model_facts(
             facts.update({key: parsed[key] for key in _CARD_KEYS})  # type: ignore[literal-required]
     labels = labels_from_config(_read_json(config_path)) if config_path is not None else []
     facts["labels"] = labels
-    facts["label_domain"] = label_domain(labels, taxonomy)
     sources = [str(p) for p in (card_path, config_path) if p is not None]
     facts["source"] = f"{origin}: {', '.join(sources)}" if sources else None
     return ModelFacts(model_id=model_id or model, **facts)
@@ -63,13 +63,6 @@ def labels_from_config(config: Mapping[str, Any]) -> list[str]:
     except (TypeError, ValueError):
         return []
     return [str(label) for _, label in ordered]
-
-
-def label_domain(labels: list[str], taxonomy: Taxonomy) -> str:
-    """'in-domain' when most labels map into the taxonomy, 'out-of-domain' otherwise, 'unknown' if none."""
-    if not labels:
-        return "unknown"
-    return "in-domain" if taxonomy.covers(labels) > IN_DOMAIN_SHARE else "out-of-domain"
 
 
 def _locate(model: str, revision: str | None) -> tuple[Path | None, Path | None, str]:

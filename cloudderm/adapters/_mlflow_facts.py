@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cloudderm.governance.card import ModelFacts
+from cloudderm.facts import ModelFacts
 from cloudderm.governance.modelcard import parse_model_card
 
 __all__ = ["CARD_FILES", "FACT_KEYS", "download", "read_facts", "version_source"]

@@ -42,10 +42,10 @@ from cloudderm.errors import (
     ProviderError,
     ProviderTimeout,
     ResponseFormatError,
+    install_hint,
 )
-from cloudderm.governance.card import ModelFacts, ServiceFacts
+from cloudderm.facts import ServiceFacts
 from cloudderm.images import PreparedImage
-from cloudderm.registry import install_hint
 
 __all__ = ["AzureMLClassifier", "AzureMLSettings"]
 
@@ -77,7 +77,7 @@ class AzureMLSettings(AdapterSettings):
     endpoint_name: str | None = None
 
 
-class AzureMLClassifier(Classifier):
+class AzureMLClassifier(Classifier[AzureMLSettings]):
     """Classify through an Azure ML managed online endpoint, several images per request.
 
     Args:
@@ -106,7 +106,6 @@ class AzureMLClassifier(Classifier):
         **kwargs: Any,
     ) -> None:
         super().__init__(name, settings, **kwargs)
-        self.azure: AzureMLSettings = settings
         self._validate()
         self.max_batch_size = settings.batch_size
         self._credential = credential
@@ -126,7 +125,7 @@ class AzureMLClassifier(Classifier):
         return ConfigError(message, provider=self.name, field=field)
 
     def _validate(self) -> None:
-        s = self.azure
+        s = self.settings
         discovery = [f for f in DISCOVERY_FIELDS if getattr(s, f)]
         if s.scoring_uri is None and s.endpoint_url is None and len(discovery) < len(DISCOVERY_FIELDS):
             raise self._fail(
@@ -166,7 +165,7 @@ class AzureMLClassifier(Classifier):
         uri = self._scoring_uri
         cached = self._model_id
         if cached is None or cached[0] != uri:  # parsed once per scoring URI, not once per call
-            s = self.azure
+            s = self.settings
             text = uri or ""
             host = urlparse(text).netloc.rsplit("@", 1)[-1]  # never user info: the id is written everywhere
             endpoint = s.endpoint_name or endpoint_from_uri(text) or host or "azureml-endpoint"
@@ -176,7 +175,7 @@ class AzureMLClassifier(Classifier):
     @property
     def region(self) -> str | None:
         """The configured region, else the one in the scoring URI host (``<ep>.<region>.inference...``)."""
-        return self.azure.region or (region_from_uri(self._scoring_uri) if self._scoring_uri else None)
+        return self.settings.region or (region_from_uri(self._scoring_uri) if self._scoring_uri else None)
 
     def price_query(self) -> PriceQuery:
         s = self.settings
@@ -197,15 +196,9 @@ class AzureMLClassifier(Classifier):
             data_leaves_machine=not is_loopback(self._scoring_uri),
         )
 
-    def model_facts(self) -> ModelFacts | None:
-        card = self.azure.model_card
-        if not card:
-            return None
-        return ModelFacts.model_validate({"model_id": self.model_id, "source": "config model_card", **card})
-
     def image_limits(self) -> ImageLimits:
         """One image must fit a request on its own: the 1.5 MB body limit less base64 growth and JSON."""
-        envelope = len(encode_request([], self.azure.response_format))
+        envelope = len(encode_request([], self.settings.response_format))
         budget = MAX_REQUEST_BYTES - envelope
         return ImageLimits(max_bytes=(budget - encoded_size(0)) * 3 // 4)
 
@@ -224,7 +217,7 @@ class AzureMLClassifier(Classifier):
 
     def _discover(self) -> tuple[str, str | None]:
         """Scoring URI (and primary key when auth is key and none is set) from the workspace, once."""
-        s = self.azure
+        s = self.settings
         if self._ml_client is None:
             try:
                 from azure.ai.ml import MLClient
@@ -275,7 +268,7 @@ class AzureMLClassifier(Classifier):
             return self._pipeline, self._scoring_uri  # type: ignore[return-value]
         with self._lock:
             if self._pipeline is None:
-                s = self.azure
+                s = self.settings
                 key = s.api_key.get_secret_value() if s.api_key else None
                 if self._scoring_uri is None or (s.auth == "key" and key is None):
                     discovered, key = self._discover()
@@ -308,8 +301,8 @@ class AzureMLClassifier(Classifier):
         pipeline, uri = self._client()
         groups = split_requests(
             [image.size_bytes for image in images],
-            batch_size=self.azure.batch_size,
-            response_format=self.azure.response_format,
+            batch_size=self.settings.batch_size,
+            response_format=self.settings.response_format,
         )
         results: list[RawResult] = []
         for group in groups:
@@ -322,7 +315,7 @@ class AzureMLClassifier(Classifier):
 
         from cloudderm.adapters._azureml_http import RETRY_METHODS
 
-        s = self.azure
+        s = self.settings
         request = HttpRequest(
             "POST", uri, content=encode_request([i.data for i in images], s.response_format)
         )

@@ -28,10 +28,9 @@ import numpy as np
 from pydantic import Field
 
 from cloudderm.classifier import AdapterSettings, Classifier, RawResult
-from cloudderm.errors import ConfigError, MissingDependencyError, ResponseFormatError
-from cloudderm.governance.card import ModelFacts, ServiceFacts
+from cloudderm.errors import ConfigError, MissingDependencyError, ResponseFormatError, install_hint
+from cloudderm.facts import ModelFacts, ServiceFacts
 from cloudderm.images import PreparedImage
-from cloudderm.registry import install_hint
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -108,16 +107,16 @@ class _Model:
         self.fixed_batch = batch
 
 
-class AzureMLOnnxClassifier(Classifier):
+class AzureMLOnnxClassifier(Classifier[AzureMLOnnxSettings]):
     """Score images with an exported AutoML ONNX model; several images per ``session.run``."""
 
     adapter = "azureml-onnx"
     vendor = "local"
+    runs_in_worker_process = True  # compare --workers runs it in worker processes
     Settings = AzureMLOnnxSettings
 
     def __init__(self, name: str, settings: AzureMLOnnxSettings, **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
-        self.onnx: AzureMLOnnxSettings = settings
         self.max_batch_size = settings.batch_size
         self.model_path = self._existing(settings.model_path, "model_path")
         labels_file = settings.labels_path or str(self.model_path.parent / "labels.json")
@@ -174,7 +173,7 @@ class AzureMLOnnxClassifier(Classifier):
     # ---- identity and governance -----------------------------------------------------------------
     @property
     def model_id(self) -> str:
-        return self.onnx.model_path
+        return self.settings.model_path
 
     def service_facts(self) -> ServiceFacts:
         return ServiceFacts(
@@ -185,22 +184,16 @@ class AzureMLOnnxClassifier(Classifier):
         )
 
     def model_facts(self) -> ModelFacts:
-        codes = [self.taxonomy.canonical(label) for label in self.labels]
-        mapped = sum(code is not None for code in codes)
-        domain = "in-domain" if mapped == len(codes) else "out-of-domain" if mapped == 0 else "unknown"
+        """What ``labels.json`` and ``MLmodel`` say; the governance card adds the label domain and the
+        ``model_card:`` setting."""
         metadata = self.mlmodel.get("metadata")
         facts: dict[str, Any] = {
             k: v
             for k, v in (metadata if isinstance(metadata, dict) else {}).items()
             if k in ModelFacts.model_fields
         }
-        facts.update(self.onnx.model_card or {})
         sources = [str(self.labels_path), *([str(self.mlmodel_path)] if self.mlmodel_path else [])]
-        if self.onnx.model_card:
-            sources.append("config model_card")
-        facts.update(
-            model_id=self.model_id, labels=list(self.labels), label_domain=domain, source=", ".join(sources)
-        )
+        facts.update(model_id=self.model_id, labels=list(self.labels), source=", ".join(sources))
         return ModelFacts.model_validate(facts)
 
     # ---- the session (lazy, once, thread-safe) ----------------------------------------------------
@@ -226,13 +219,13 @@ class AzureMLOnnxClassifier(Classifier):
         from cloudderm.adapters._ort import session_options
 
         available = ort.get_available_providers()
-        providers = self.onnx.providers or [
+        providers = self.settings.providers or [
             p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available
         ]
         missing = [p for p in providers if p not in available]
         if missing:
             raise self._fail(f"onnxruntime here lacks {missing}; available: {available}", "providers")
-        options = session_options(ort, self.onnx.intra_op_threads)
+        options = session_options(ort, self.settings.intra_op_threads)
         try:
             session = ort.InferenceSession(str(self.model_path), sess_options=options, providers=providers)
         except Exception as e:
@@ -251,16 +244,20 @@ class AzureMLOnnxClassifier(Classifier):
         fixed = [d if isinstance(d, int) and d > 0 else None for d in shape]
         if fixed[2] and fixed[3]:
             crop = (fixed[2], fixed[3])
-            if self.onnx.crop_size is not None and (self.onnx.crop_size, self.onnx.crop_size) != crop:
+            if (
+                self.settings.crop_size is not None
+                and (self.settings.crop_size, self.settings.crop_size) != crop
+            ):
                 raise self._fail(
-                    f"crop_size {self.onnx.crop_size} but the model takes {crop[0]}x{crop[1]}", "crop_size"
+                    f"crop_size {self.settings.crop_size} but the model takes {crop[0]}x{crop[1]}",
+                    "crop_size",
                 )
         else:
-            size = self.onnx.crop_size or DEFAULT_CROP
+            size = self.settings.crop_size or DEFAULT_CROP
             crop = (size, size)
-        if max(crop) > self.onnx.resize_size:
+        if max(crop) > self.settings.resize_size:
             raise self._fail(
-                f"the model takes {crop[0]}x{crop[1]}, larger than resize_size {self.onnx.resize_size}",
+                f"the model takes {crop[0]}x{crop[1]}, larger than resize_size {self.settings.resize_size}",
                 "resize_size",
             )
         outputs = session.get_outputs()
@@ -276,7 +273,9 @@ class AzureMLOnnxClassifier(Classifier):
     # ---- the call ---------------------------------------------------------------------------------
     def _infer(self, images: Sequence[PreparedImage]) -> list[RawResult]:
         model = self._load()
-        pixels = np.stack([preprocess(image.to_pil(), self.onnx.resize_size, model.crop) for image in images])
+        pixels = np.stack(
+            [preprocess(image.to_pil(), self.settings.resize_size, model.crop) for image in images]
+        )
         logits = self._run(model, pixels)
         if logits.ndim != 2 or logits.shape != (len(images), len(self.labels)):
             raise ResponseFormatError(
@@ -284,9 +283,9 @@ class AzureMLOnnxClassifier(Classifier):
                 provider=self.name,
                 endpoint=self.model_id,
             )
-        multilabel = self.onnx.task == "multilabel"
+        multilabel = self.settings.task == "multilabel"
         scores = sigmoid(logits) if multilabel else softmax(logits)
-        details = {"input_name": model.input_name, "input_size": list(model.crop), "task": self.onnx.task}
+        details = {"input_name": model.input_name, "input_size": list(model.crop), "task": self.settings.task}
         if self.mlmodel.get("run_id"):
             details["mlflow_run_id"] = self.mlmodel["run_id"]
         return [

@@ -23,10 +23,10 @@ from cloudderm.errors import (
     ProviderHTTPError,
     ProviderThrottled,
     ProviderTimeout,
+    install_hint,
 )
 from cloudderm.governance.card import ServiceFacts
 from cloudderm.images import PreparedImage
-from cloudderm.registry import install_hint
 
 __all__ = ["BedrockClassifier", "BedrockSettings"]
 

@@ -31,9 +31,8 @@ import numpy as np
 from pydantic import Field, ValidationError, model_validator
 
 from cloudderm.classifier import AdapterSettings, Classifier, RawResult
-from cloudderm.errors import ConfigError, MissingDependencyError
-from cloudderm.governance.card import ModelFacts, ServiceFacts
-from cloudderm.registry import install_hint
+from cloudderm.errors import ConfigError, MissingDependencyError, config_error_from, install_hint
+from cloudderm.facts import ModelFacts, ServiceFacts
 
 if TYPE_CHECKING:
     from cloudderm.adapters._hf_preprocess import Preprocessor
@@ -89,11 +88,12 @@ class _Loaded:
     run_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class HuggingFaceClassifier(Classifier):
+class HuggingFaceClassifier(Classifier[HuggingFaceSettings]):
     """Classify with a local transformers image-classification model (PyTorch or ONNX Runtime)."""
 
     adapter = "huggingface"
     vendor = "local"
+    runs_in_worker_process = True  # compare --workers runs it in worker processes
     Settings = HuggingFaceSettings
 
     def __init__(self, name: str, settings: AdapterSettings, **kwargs: Any) -> None:
@@ -101,10 +101,8 @@ class HuggingFaceClassifier(Classifier):
             try:
                 settings = HuggingFaceSettings.model_validate(settings.model_dump())
             except ValidationError as e:
-                fields = ", ".join(".".join(map(str, err["loc"])) for err in e.errors())
-                raise ConfigError(f"invalid settings ({fields})", provider=name) from None
+                raise config_error_from(e, provider=name, all_errors=True, what="invalid settings") from None
         super().__init__(name, settings, **kwargs)
-        self.settings: HuggingFaceSettings = settings
         self.max_batch_size = settings.batch_size
         self.local_files_only = (
             hub_offline() if settings.local_files_only is None else settings.local_files_only

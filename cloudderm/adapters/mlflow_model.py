@@ -40,10 +40,10 @@ from cloudderm.errors import (
     ProviderThrottled,
     ProviderTimeout,
     ResponseFormatError,
+    install_hint,
 )
-from cloudderm.governance.card import GovernanceCard, ModelFacts, ServiceFacts
+from cloudderm.facts import GovernanceCard, ModelFacts, ServiceFacts
 from cloudderm.images import PreparedImage
-from cloudderm.registry import install_hint
 
 __all__ = ["CODE_EXECUTION_WARNING", "ImageDoesNotFit", "MlflowClassifier", "MlflowSettings"]
 
@@ -107,7 +107,7 @@ class MlflowSettings(AdapterSettings):
         return value
 
 
-class MlflowClassifier(Classifier):
+class MlflowClassifier(Classifier[MlflowSettings]):
     """Classify images with an MLflow model, loaded in-process or called where it is served."""
 
     adapter = "mlflow"
@@ -116,7 +116,6 @@ class MlflowClassifier(Classifier):
 
     def __init__(self, name: str, settings: MlflowSettings, **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
-        self.ml: MlflowSettings = settings
         self.max_batch_size = settings.batch_size
         self.timeout_s = settings.timeout_s or DEFAULT_TIMEOUT_S
         self._lock = threading.RLock()
@@ -137,15 +136,17 @@ class MlflowClassifier(Classifier):
     @property
     def url(self) -> str | None:
         """Where a served model is called: ``scoring_uri``, redirected to ``endpoint_url`` when set."""
-        if self.ml.endpoint_url is None:
-            return self.ml.scoring_uri
-        base = urlsplit(self.ml.endpoint_url)
-        path = (urlsplit(self.ml.scoring_uri).path if self.ml.scoring_uri else "") or "/invocations"
+        if self.settings.endpoint_url is None:
+            return self.settings.scoring_uri
+        base = urlsplit(self.settings.endpoint_url)
+        path = (
+            urlsplit(self.settings.scoring_uri).path if self.settings.scoring_uri else ""
+        ) or "/invocations"
         return f"{base.scheme}://{base.netloc}{path}"
 
     @property
     def model_id(self) -> str:
-        return self.ml.model_uri or str(self.url)
+        return self.settings.model_uri or str(self.url)
 
     def price_query(self) -> PriceQuery:
         """In-process or on loopback: this machine (no charge per call). Elsewhere: unknown, unless the
@@ -168,16 +169,16 @@ class MlflowClassifier(Classifier):
         if self._facts is None:
             from cloudderm.adapters._mlflow_facts import read_facts
 
-            info = self._model_info() if self.ml.model_uri else {}
+            info = self._model_info() if self.settings.model_uri else {}
             self._facts = read_facts(
-                self.ml.model_uri,
+                self.settings.model_uri,
                 info,
                 model_id=self.model_id,
-                tracking_uri=self.ml.tracking_uri,
-                registry_uri=self.ml.registry_uri,
+                tracking_uri=self.settings.tracking_uri,
+                registry_uri=self.settings.registry_uri,
             )
-            if not self._facts.labels and self.ml.labels:
-                self._facts = self._facts.model_copy(update={"labels": list(self.ml.labels)})
+            if not self._facts.labels and self.settings.labels:
+                self._facts = self._facts.model_copy(update={"labels": list(self.settings.labels)})
         return self._facts
 
     @property
@@ -190,7 +191,7 @@ class MlflowClassifier(Classifier):
     @property
     def executes_code_from(self) -> str | None:
         """The model URI whose Python code loading runs here (read by ``policy.trusted_model_uris``)."""
-        return None if self.served else self.ml.model_uri
+        return None if self.served else self.settings.model_uri
 
     # ---- lifecycle ------------------------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -212,7 +213,7 @@ class MlflowClassifier(Classifier):
         sources = [(image.source or image.sha256[:12], image.data) for image in images]
         try:
             payload = (
-                mio.encode_tensor(sources, spec, fit=self.ml.fit, float_scale=self.ml.float_scale)
+                mio.encode_tensor(sources, spec, fit=self.settings.fit, float_scale=self.settings.float_scale)
                 if spec.kind == "tensor"
                 else mio.encode_column(sources, spec)
             )
@@ -262,10 +263,10 @@ class MlflowClassifier(Classifier):
     def _call_served(self, spec: mio.InputSpec, payload: Any) -> Any:
         import requests
 
-        body = _request_body(spec, payload, self.ml.request_format)
+        body = _request_body(spec, payload, self.settings.request_format)
         headers = {"Content-Type": "application/json"}
-        if self.ml.api_key is not None:
-            headers["Authorization"] = f"Bearer {self.ml.api_key.get_secret_value()}"
+        if self.settings.api_key is not None:
+            headers["Authorization"] = f"Bearer {self.settings.api_key.get_secret_value()}"
         url = str(self.url)
         try:
             response = self._http().post(url, json=body, headers=headers, timeout=self.timeout_s)
@@ -308,19 +309,21 @@ class MlflowClassifier(Classifier):
         """Where to load from: ``model_uri`` itself, or, when this provider names its own tracking or
         registry server, a local copy of the ``models:/`` / ``runs:/`` model fetched with explicit clients
         (MLflow's ``set_tracking_uri`` would change the whole process, environment variables included)."""
-        uri = str(self.ml.model_uri)
-        if not (self.ml.tracking_uri or self.ml.registry_uri) or not uri.startswith(("models:/", "runs:/")):
+        uri = str(self.settings.model_uri)
+        if not (self.settings.tracking_uri or self.settings.registry_uri) or not uri.startswith(
+            ("models:/", "runs:/")
+        ):
             return uri
         if self._local_copy is None or not os.path.isdir(self._local_copy):
             import_mlflow()
             from cloudderm.adapters._mlflow_facts import download, version_source
 
             source = (
-                version_source(uri, self.ml.tracking_uri, self.ml.registry_uri)
+                version_source(uri, self.settings.tracking_uri, self.settings.registry_uri)
                 if uri.startswith("models:/")
                 else uri
             )
-            self._local_copy = download(source, self.ml.tracking_uri)
+            self._local_copy = download(source, self.settings.tracking_uri)
         return self._local_copy
 
     def _model_info(self) -> dict[str, Any]:
@@ -333,7 +336,8 @@ class MlflowClassifier(Classifier):
                 info = get_model_info(self._location())
             except Exception as e:
                 raise ConfigError(
-                    f"cannot read the MLmodel of {self.ml.model_uri!r} ({type(e).__name__}: {str(e)[:200]})",
+                    f"cannot read the MLmodel of {self.settings.model_uri!r} "
+                    f"({type(e).__name__}: {str(e)[:200]})",
                     provider=self.name,
                     field="model_uri",
                 ) from None
@@ -350,21 +354,21 @@ class MlflowClassifier(Classifier):
 
     def _resolve_spec(self) -> tuple[mio.InputSpec, list[str] | None]:
         signature = metadata = None
-        if self.ml.model_uri:
+        if self.settings.model_uri:
             info = self._model_info()
             signature, metadata = info["signature"], info["metadata"]
-        names = self.ml.labels or _class_names(signature, metadata)
+        names = self.settings.labels or _class_names(signature, metadata)
         try:
-            if self.ml.tensor_shape is not None:
-                return mio.tensor_spec(self.ml.tensor_shape, self.ml.tensor_dtype), names
-            if self.ml.image_column is not None and signature is None:
-                return mio.InputSpec("column", "binary", name=self.ml.image_column), names
+            if self.settings.tensor_shape is not None:
+                return mio.tensor_spec(self.settings.tensor_shape, self.settings.tensor_dtype), names
+            if self.settings.image_column is not None and signature is None:
+                return mio.InputSpec("column", "binary", name=self.settings.image_column), names
             if signature is None or signature.inputs is None:
                 raise mio.SpecError(
                     "the model has no input signature: set tensor_shape (e.g. [-1, 28, 28]) and "
                     "tensor_dtype, or image_column"
                 )
-            return mio.spec_from_schema(signature.inputs, self.ml.image_column), names
+            return mio.spec_from_schema(signature.inputs, self.settings.image_column), names
         except mio.SpecError as e:
             raise ConfigError(str(e), provider=self.name, field="model_uri") from None
 
@@ -377,7 +381,7 @@ class MlflowClassifier(Classifier):
                         self._model = mlflow.pyfunc.load_model(self._location())
                     except Exception as e:
                         raise ConfigError(
-                            f"cannot load {self.ml.model_uri!r} ({type(e).__name__}: {str(e)[:200]})",
+                            f"cannot load {self.settings.model_uri!r} ({type(e).__name__}: {str(e)[:200]})",
                             provider=self.name,
                             field="model_uri",
                         ) from None

@@ -25,10 +25,9 @@ from cloudderm.adapters._generative import GenerativeClassifier, GenerativeSetti
 from cloudderm.adapters._vlm_parse import keep
 from cloudderm.classifier import RawResult
 from cloudderm.core import PriceQuery
-from cloudderm.errors import ConfigError, MissingDependencyError
+from cloudderm.errors import ConfigError, MissingDependencyError, install_hint
 from cloudderm.governance.card import ServiceFacts
 from cloudderm.images import PreparedImage
-from cloudderm.registry import install_hint
 
 __all__ = ["PALIGEMMA_TEMPLATE", "PaliGemmaClassifier", "PaliGemmaSettings", "answer_after_prompt"]
 

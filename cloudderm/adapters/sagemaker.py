@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlparse
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from cloudderm.adapters._net import is_loopback
 from cloudderm.adapters.sagemaker_formats import (
@@ -35,15 +35,16 @@ from cloudderm.errors import (
     CloudDermError,
     ConfigError,
     MissingDependencyError,
+    ProviderAuthError,
     ProviderError,
     ProviderHTTPError,
     ProviderThrottled,
     ProviderTimeout,
     ResponseFormatError,
+    install_hint,
 )
-from cloudderm.governance.card import ModelFacts, ServiceFacts
+from cloudderm.facts import ModelFacts, ServiceFacts
 from cloudderm.images import PreparedImage
-from cloudderm.registry import install_hint
 
 __all__ = ["SageMakerClassifier", "SageMakerSettings"]
 
@@ -119,7 +120,7 @@ class SageMakerSettings(AdapterSettings):
         return value
 
 
-class SageMakerClassifier(Classifier):
+class SageMakerClassifier(Classifier[SageMakerSettings]):
     """Classify images with a model behind a SageMaker real-time endpoint (one image per InvokeEndpoint)."""
 
     adapter = "sagemaker"
@@ -128,7 +129,6 @@ class SageMakerClassifier(Classifier):
 
     def __init__(self, name: str, settings: SageMakerSettings, **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
-        self.sm = settings
         self.timeout_s = settings.timeout_s or DEFAULT_TIMEOUT_S
         self._lock = threading.RLock()
         self._session: Any = None
@@ -138,15 +138,15 @@ class SageMakerClassifier(Classifier):
     # ---- what the base class asks for ---------------------------------------------------------
     @property
     def model_id(self) -> str:
-        if self.sm.inference_component:
-            return f"{self.sm.endpoint_name}/{self.sm.inference_component}"
-        return self.sm.endpoint_name
+        if self.settings.inference_component:
+            return f"{self.settings.endpoint_name}/{self.settings.inference_component}"
+        return self.settings.endpoint_name
 
     @property
     def region(self) -> str | None:
         """The region calls go to: the setting, else the boto3 chain's (env or profile; no network)."""
-        if self.sm.region:
-            return self.sm.region
+        if self.settings.region:
+            return self.settings.region
         try:
             return self._boto_session().region_name
         except CloudDermError:
@@ -155,14 +155,14 @@ class SageMakerClassifier(Classifier):
     def _known_region(self) -> str | None:
         """The region as far as it is already known, without creating anything (safe in error paths)."""
         session = self._session
-        return self.sm.region or (session.region_name if session is not None else None)
+        return self.settings.region or (session.region_name if session is not None else None)
 
     def service_facts(self) -> ServiceFacts:
         return ServiceFacts(
             service=SERVICE,
             vendor="aws",
             region=self.region,
-            data_leaves_machine=not is_loopback(self.sm.endpoint_url),
+            data_leaves_machine=not is_loopback(self.settings.endpoint_url),
         )
 
     def model_facts(self) -> ModelFacts:
@@ -195,35 +195,35 @@ class SageMakerClassifier(Classifier):
     def _classify_one(self, image: PreparedImage) -> RawResult:
         params = encode_request(
             image,
-            self.sm.response_format,
-            endpoint_name=self.sm.endpoint_name,
-            target_variant=self.sm.target_variant,
-            inference_component=self.sm.inference_component,
+            self.settings.response_format,
+            endpoint_name=self.settings.endpoint_name,
+            target_variant=self.settings.target_variant,
+            inference_component=self.settings.inference_component,
         )
         client = self.client
         region = client.meta.region_name
         response, body = self._call(client, params)
         request_id = response.get("ResponseMetadata", {}).get("RequestId")
         try:
-            decoded = decode_response(body, self.sm.response_format, self.sm.labels)
+            decoded = decode_response(body, self.settings.response_format, self.settings.labels)
         except ResponseFormatError as e:
             raise ResponseFormatError(
-                f"InvokeEndpoint in {region}, response_format {self.sm.response_format!r}: {e.detail}",
+                f"InvokeEndpoint in {region}, response_format {self.settings.response_format!r}: {e.detail}",
                 provider=self.name,
-                endpoint=self.sm.endpoint_name,
+                endpoint=self.settings.endpoint_name,
                 request_id=request_id,
             ) from e
         details: dict[str, Any] = {
-            "endpoint_name": self.sm.endpoint_name,
+            "endpoint_name": self.settings.endpoint_name,
             "region": region,
-            "response_format": self.sm.response_format,
+            "response_format": self.settings.response_format,
             "content_type": response.get("ContentType"),
             **decoded.details,
         }
         if response.get("InvokedProductionVariant"):
             details["invoked_variant"] = response["InvokedProductionVariant"]
-        if self.sm.inference_component:
-            details["inference_component"] = self.sm.inference_component
+        if self.settings.inference_component:
+            details["inference_component"] = self.settings.inference_component
         return RawResult(
             labels=decoded.labels, request_id=request_id, warnings=decoded.warnings, details=details
         )
@@ -259,7 +259,9 @@ class SageMakerClassifier(Classifier):
             if self._session is None:
                 boto3 = _import_boto3()
                 try:
-                    self._session = boto3.Session(profile_name=self.sm.profile, region_name=self.sm.region)
+                    self._session = boto3.Session(
+                        profile_name=self.settings.profile, region_name=self.settings.region
+                    )
                 except Exception as e:
                     mapped = self._map_error(e)
                     if mapped is None:
@@ -274,11 +276,11 @@ class SageMakerClassifier(Classifier):
         from cloudderm import __version__
 
         session = self._boto_session()
-        region = self.sm.region or session.region_name
+        region = self.settings.region or session.region_name
         if not region:
             raise ConfigError(
-                f"no AWS region for endpoint {self.sm.endpoint_name}: set `region:` (e.g. eu-west-2) in the "
-                "config, or AWS_REGION / the profile's region",
+                f"no AWS region for endpoint {self.settings.endpoint_name}: set `region:` (e.g. eu-west-2) "
+                "in the config, or AWS_REGION / the profile's region",
                 provider=self.name,
                 field="region",
             )
@@ -286,13 +288,16 @@ class SageMakerClassifier(Classifier):
             region_name=region,
             connect_timeout=min(CONNECT_TIMEOUT_S, self.timeout_s),
             read_timeout=self.timeout_s,
-            max_pool_connections=self.sm.concurrency or DEFAULT_POOL_CONNECTIONS,
+            max_pool_connections=self.settings.concurrency or DEFAULT_POOL_CONNECTIONS,
             retries={"total_max_attempts": 1, "mode": "standard"},
             user_agent_extra=f"cloudderm/{__version__}",
         )
         try:
             return session.client(
-                "sagemaker-runtime", region_name=region, endpoint_url=self.sm.endpoint_url, config=config
+                "sagemaker-runtime",
+                region_name=region,
+                endpoint_url=self.settings.endpoint_url,
+                config=config,
             )
         except Exception as e:
             mapped = self._map_error(e)
@@ -305,8 +310,9 @@ class SageMakerClassifier(Classifier):
         """The cloudderm error for an SDK failure, or None when ``error`` is not the SDK's."""
         from botocore import exceptions as bx
 
-        where = f"InvokeEndpoint on {self.sm.endpoint_name} in {self._known_region() or 'an unknown region'}"
-        ctx: dict[str, Any] = {"provider": self.name, "endpoint": self.sm.endpoint_name}
+        region = self._known_region() or "an unknown region"
+        where = f"InvokeEndpoint on {self.settings.endpoint_name} in {region}"
+        ctx: dict[str, Any] = {"provider": self.name, "endpoint": self.settings.endpoint_name}
         if isinstance(error, bx.ClientError):
             return self._map_client_error(error, where)
         if isinstance(error, (bx.ReadTimeoutError, bx.ConnectTimeoutError)):
@@ -320,8 +326,9 @@ class SageMakerClassifier(Classifier):
             )
         if isinstance(error, bx.ProfileNotFound):
             return ConfigError(
-                f"AWS profile {self.sm.profile or '(from AWS_PROFILE)'} not found for endpoint "
-                f"{self.sm.endpoint_name}: create it with `aws configure --profile NAME` or fix `profile:`",
+                f"AWS profile {self.settings.profile or '(from AWS_PROFILE)'} not found for endpoint "
+                f"{self.settings.endpoint_name}: create it with `aws configure --profile NAME` "
+                "or fix `profile:`",
                 provider=self.name,
                 field="profile",
             )
@@ -347,7 +354,7 @@ class SageMakerClassifier(Classifier):
         request_id = meta.get("RequestId") or headers.get("x-amzn-requestid")
         ctx: dict[str, Any] = {
             "provider": self.name,
-            "endpoint": self.sm.endpoint_name,
+            "endpoint": self.settings.endpoint_name,
             "request_id": request_id,
         }
         if code in _THROTTLING_CODES or status == 429:
@@ -355,10 +362,12 @@ class SageMakerClassifier(Classifier):
         if code == "ModelError":
             return self._model_error(response, where, message, status, ctx)
         if code in _REJECTED_CREDENTIAL_CODES:
-            suffix = f" (request id {request_id})" if request_id else ""
-            return ConfigError(
-                f"{where}: AWS rejected the credentials ({code}){suffix}: {_CREDENTIALS_FIX}",
+            return ProviderAuthError(
+                f"{where}: AWS rejected the credentials ({code}): {_CREDENTIALS_FIX}",
+                status=status or 403,
                 provider=self.name,
+                endpoint=self.settings.endpoint_name,
+                request_id=request_id,
             )
         hint = ""
         if code == "ValidationError":
@@ -389,19 +398,9 @@ class SageMakerClassifier(Classifier):
         return error
 
     def _facts_from_config(self) -> ModelFacts:
-        """A cloud endpoint has no readable model card: the user states its facts under ``model_card``."""
-        facts: dict[str, Any] = {
-            "model_id": self.model_id,
-            "labels": list(self.sm.labels or []),
-            "source": "config",
-        }
-        try:
-            return ModelFacts.model_validate({**facts, **(self.sm.model_card or {})})
-        except ValidationError as e:
-            fields = ", ".join(".".join(str(p) for p in item["loc"]) for item in e.errors())
-            raise ConfigError(
-                f"invalid model card fields: {fields}", provider=self.name, field="model_card"
-            ) from None
+        """A cloud endpoint has no readable model card: its id and class names; the user states the rest under
+        ``model_card``, which the governance card applies (docs/architecture.md, "who owns which fact")."""
+        return ModelFacts(model_id=self.model_id, labels=list(self.settings.labels or []), source="config")
 
 
 def _import_boto3() -> Any:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from cloudderm.adapters._net import is_loopback
 from cloudderm.adapters.vertex_codec import (
@@ -41,15 +41,16 @@ from cloudderm.errors import (
     InvalidImageError,
     MissingCredentialsError,
     MissingDependencyError,
+    ProviderAuthError,
     ProviderError,
     ProviderHTTPError,
     ProviderThrottled,
     ProviderTimeout,
     ResponseFormatError,
+    install_hint,
 )
-from cloudderm.governance.card import ModelFacts, ServiceFacts
+from cloudderm.facts import ModelFacts, ServiceFacts
 from cloudderm.images import PreparedImage
-from cloudderm.registry import install_hint
 
 __all__ = ["VertexClassifier", "VertexSettings"]
 
@@ -154,7 +155,7 @@ class VertexSettings(AdapterSettings):
         return self
 
 
-class VertexClassifier(Classifier):
+class VertexClassifier(Classifier[VertexSettings]):
     """Classify images through a Vertex AI endpoint's ``predict`` method over the REST transport."""
 
     adapter = "vertex"
@@ -163,7 +164,6 @@ class VertexClassifier(Classifier):
 
     def __init__(self, name: str, settings: VertexSettings, **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
-        self.vertex_settings = settings
         self.max_batch_size = settings.max_instances
         self.host = _api_host(settings)
         self.timeout_s = settings.timeout_s or DEFAULT_TIMEOUT_S
@@ -195,14 +195,14 @@ class VertexClassifier(Classifier):
     # ---- identity and facts -----------------------------------------------------------------------
     @property
     def model_id(self) -> str:
-        s = self.vertex_settings
+        s = self.settings
         return f"projects/{s.project}/locations/{s.location}/endpoints/{s.endpoint_id}"
 
     def service_facts(self) -> ServiceFacts:
         return ServiceFacts(
             service="Vertex AI online prediction",
             vendor="gcp",
-            region=self.vertex_settings.location,
+            region=self.settings.location,
             data_leaves_machine=not is_loopback(self.host),
         )
 
@@ -213,7 +213,7 @@ class VertexClassifier(Classifier):
         s = self.settings
         automl = ("gcp-vertex-automl-image-classification-online",) if s.response_format == "automl" else ()
         return PriceQuery(
-            label="a Vertex AI custom-model endpoint",
+            label="a Vertex AI custom-model endpoint on",
             service="vertex-custom-prediction",
             sku=s.machine_type,
             sku_field="machine_type",
@@ -226,22 +226,10 @@ class VertexClassifier(Classifier):
         return ImageLimits(max_bytes=self.budget.max_image_bytes())
 
     def _build_model_facts(self) -> ModelFacts:
-        labels = list(self.vertex_settings.labels or [])
-        mapped = [self.taxonomy.canonical(label) is not None for label in labels]
-        domain = (
-            "in-domain" if mapped and all(mapped) else "out-of-domain" if mapped and not any(mapped) else None
-        )
-        values: dict[str, Any] = {"model_id": self.model_id, "labels": labels, "source": "cloudderm config"}
-        if domain:
-            values["label_domain"] = domain
-        values.update(self.vertex_settings.model_card or {})
-        try:
-            return ModelFacts(**values)
-        except ValidationError as e:
-            fields = ", ".join(".".join(str(p) for p in err["loc"]) for err in e.errors())
-            raise ConfigError(
-                f"invalid model card fields: {fields}", provider=self.name, field="model_card"
-            ) from None
+        """What the settings say about the model: its id and class names. The governance card adds the label
+        domain and the ``model_card:`` setting (docs/architecture.md, "who owns which fact")."""
+        labels = list(self.settings.labels or [])
+        return ModelFacts(model_id=self.model_id, labels=labels, source="cloudderm config")
 
     # ---- batching by bytes --------------------------------------------------------------------------
     def plan_batches(self, images: Sequence[PreparedImage]) -> list[Sequence[PreparedImage]]:
@@ -260,7 +248,7 @@ class VertexClassifier(Classifier):
 
     # ---- the call -----------------------------------------------------------------------------------
     def _infer(self, images: Sequence[PreparedImage]) -> list[RawResult]:
-        s = self.vertex_settings
+        s = self.settings
         instances = [encode_instance(image.data, s.instance_key, s.b64_object) for image in images]
         payload: dict[str, Any] | None = None
         try:
@@ -317,7 +305,7 @@ class VertexClassifier(Classifier):
         from google.auth.exceptions import DefaultCredentialsError
 
         credentials = None
-        if self.vertex_settings.anonymous:
+        if self.settings.anonymous:
             from google.auth.credentials import AnonymousCredentials
 
             credentials = AnonymousCredentials()
@@ -340,7 +328,7 @@ class VertexClassifier(Classifier):
         url = self.host if "://" in self.host else f"https://{self.host}"
         session = getattr(client.transport, "_session", None)
         if session is not None:
-            pin_environment(session, url, pool_size=self.vertex_settings.concurrency)
+            pin_environment(session, url, pool_size=self.settings.concurrency)
         return client
 
     def close(self) -> None:
@@ -375,9 +363,9 @@ class VertexClassifier(Classifier):
             return ProviderError(
                 f"cannot connect to {self.host}: {type(error).__name__}", retryable=True, **where
             )
-        if isinstance(error, auth.InvalidOperation) and self.vertex_settings.anonymous:
+        if isinstance(error, auth.InvalidOperation) and self.settings.anonymous:
             # google-auth answers a 401 by refreshing the credentials; anonymous ones cannot be refreshed.
-            return ProviderHTTPError(
+            return ProviderAuthError(
                 "the endpoint refused anonymous credentials; anonymous: true is only for emulators and "
                 f"tests: remove it to use Application Default Credentials. {ADC_HINT}",
                 status=401,
@@ -405,7 +393,7 @@ def _map_api_error(error: Any, api: Any, where: dict[str, Any]) -> ProviderError
     if isinstance(error, api.GatewayTimeout):  # 504 and DEADLINE_EXCEEDED (a subclass)
         return ProviderTimeout(f"HTTP {status or 504} deadline exceeded: {message}", **extra)
     if isinstance(error, (api.Unauthorized, api.Forbidden)):
-        return ProviderHTTPError(f"{message}. {ADC_HINT}", status=status, **extra)
+        return ProviderAuthError(f"{message}. {ADC_HINT}", status=status, **extra)
     if isinstance(error, api.NotFound):
         hint = "check project, location and endpoint_id, and that a model is deployed to the endpoint"
         return ProviderHTTPError(f"{message}. {hint}", status=status, **extra)

@@ -48,6 +48,7 @@ class ZooClassifier(Classifier):
 
     adapter = "zoo"
     vendor: ClassVar[str] = "local"
+    runs_in_worker_process = True  # compare --workers runs it in worker processes
     Settings = ZooSettings
 
     def __init__(self, name: str, settings: ZooSettings, **kwargs: Any) -> None:

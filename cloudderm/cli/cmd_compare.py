@@ -51,6 +51,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--concurrency", type=positive_int, metavar="N", help="threads per provider (overrides config)"
     )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="processes for image preparation and local models (default: $CLOUDDERM_WORKERS, else the "
+        "number of cores up to 8); cloud calls stay on threads; see docs/compare.md",
+    )
     p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N images")
     p.add_argument("--no-resume", action="store_true", help="discard stored answers and start fresh")
     p.add_argument("--policy", choices=("enforce", "warn"), help="override the config's policy mode")
@@ -82,6 +89,7 @@ def resume_command(args: argparse.Namespace) -> str:
     for flag, value in (
         ("--labels", args.labels),
         ("--concurrency", args.concurrency),
+        ("--workers", args.workers),
         ("--limit", args.limit),
         ("--policy", args.policy),
         ("--baseline", args.baseline),
@@ -149,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
             progress=False if args.no_progress else None,
             console=console,
             resume_hint=resume_command(args),
+            workers=args.workers,
         )
     except CompareInterrupted as e:
         err.print(f"[yellow]{e}[/]")

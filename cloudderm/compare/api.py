@@ -12,17 +12,19 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from cloudderm.compare.datasets import Dataset, DatasetError, open_dataset
 from cloudderm.compare.export import ExportTarget, export_predictions
 from cloudderm.compare.outdir import OutputFolder
+from cloudderm.compare.pool import WorkerPool, default_workers, runs_in_worker
 from cloudderm.compare.progress import make_progress
 from cloudderm.compare.runner import DEFAULT_BREAKER_THRESHOLD, ProviderPlan, Runner, RunOutcome
 from cloudderm.compare.store import ResultStore, config_hash
 from cloudderm.config import Config, load_config
-from cloudderm.errors import CloudDermError, ConfigError
+from cloudderm.errors import CompareInterrupted, ConfigError
 from cloudderm.startup import start_providers
 from cloudderm.taxonomy import get_taxonomy
 
@@ -33,15 +35,6 @@ __all__ = ["CompareInterrupted", "run_compare"]
 
 RESULTS_DB = "results.sqlite"
 PREDICTIONS = "predictions.jsonl"
-
-
-class CompareInterrupted(CloudDermError):
-    """The run stopped early (Ctrl-C); every answer received is in the store and a re-run resumes."""
-
-    def __init__(self, message: str, outcome: RunOutcome, out: Path) -> None:
-        super().__init__(message)
-        self.outcome = outcome
-        self.out = out
 
 
 def run_compare(
@@ -64,6 +57,7 @@ def run_compare(
     breaker_threshold: int = DEFAULT_BREAKER_THRESHOLD,
     resume_hint: str | None = None,
     sleep: Callable[[float], None] | None = None,
+    workers: int | None = None,
 ) -> dict:
     """Send every image of ``dataset`` to every chosen provider and write the comparison to ``out``.
 
@@ -91,9 +85,11 @@ def run_compare(
         breaker_threshold: consecutive failed calls that stop calling a provider (0: never).
         resume_hint: the command to show when interrupted (the CLI passes its own command line).
         sleep: wait function for retries and rate limiting (tests inject a fake).
+        workers: processes for preparation and local models (None: ``$CLOUDDERM_WORKERS``, else the
+            number of cores up to 8; 1: everything in this process). Cloud calls stay on threads here.
 
     Returns:
-        The ``summary.json`` dict (DESIGN.md §2), plus a ``run`` entry with this run's counts.
+        The ``summary.json`` dict (``cloudderm.results.Summary``) plus this run's counts under ``run``.
 
     Raises:
         ConfigError / DatasetError: bad config, dataset, labels or subgroup column.
@@ -130,6 +126,9 @@ def run_compare(
         raise ConfigError("--limit must be at least 1")
     data = data.head(limit)
     out_dir = Path(out)
+    n_workers = default_workers() if workers is None else workers
+    if n_workers < 1:
+        raise ConfigError("--workers must be at least 1")
     if baseline is not None:
         from cloudderm.report import check_baseline
 
@@ -143,23 +142,32 @@ def run_compare(
     with folder:
         try:
             start_providers(classifiers)  # secrets checked; model loads never count as the first latency
+            pooled = {id(clf) for clf in classifiers if n_workers > 1 and runs_in_worker(clf)}
             plans = [
                 ProviderPlan(
                     name=clf.name,
                     classifier=clf,
                     config_hash=config_hash(clf.settings, clf.hash_extras()),
-                    concurrency=concurrency or clf.settings.concurrency or cfg.defaults.concurrency,
+                    concurrency=_lane_threads(
+                        concurrency or clf.settings.concurrency or cfg.defaults.concurrency,
+                        n_workers if id(clf) in pooled else 0,
+                    ),
                     requests_per_second=clf.settings.requests_per_second,
                 )
                 for clf in classifiers
             ]
-            with ResultStore(out_dir / RESULTS_DB, resume=resume) as store:
+            local = {p.config_hash: p.classifier for p in plans if id(p.classifier) in pooled}
+            with (
+                WorkerPool(n_workers, local) if n_workers > 1 else nullcontext() as pool,
+                ResultStore(out_dir / RESULTS_DB, resume=resume) as store,
+            ):
                 runner = Runner(
                     plans,
                     store,
                     progress=make_progress(progress, console),
                     sleep=sleep,
                     breaker_threshold=breaker_threshold,
+                    pool=pool,
                 )
                 outcome = runner.run(iter(data), len(data))
                 if outcome.interrupted:
@@ -172,11 +180,20 @@ def run_compare(
                 counts = export_predictions(
                     store,
                     out_dir / PREDICTIONS,
-                    [ExportTarget(p.name, p.config_hash, p.classifier.taxonomy) for p in plans],
+                    [
+                        ExportTarget(
+                            p.name,
+                            p.config_hash,
+                            p.classifier.taxonomy,
+                            tuple(p.classifier.standing_warnings),
+                        )
+                        for p in plans
+                    ],
                 )
             summary = _summarise(
                 out_dir, data, plans, outcome, counts, subgroups, taxonomy, limit, volume, cfg.policy
             )
+            summary["run"]["workers"] = n_workers
             from cloudderm.report import render_terminal, write_reports
 
             write_reports(
@@ -194,6 +211,11 @@ def run_compare(
             return summary
         finally:
             _close_all(classifiers)
+
+
+def _lane_threads(concurrency: int, workers: int) -> int:
+    """Threads feeding a provider: a local model in worker processes needs one per worker to keep all busy."""
+    return max(concurrency, workers)
 
 
 def _close_all(classifiers: Sequence[Classifier]) -> None:

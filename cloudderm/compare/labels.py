@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloudderm.errors import ConfigError
+from cloudderm.errors import DatasetError
 from cloudderm.taxonomy import Taxonomy
 
 __all__ = [
@@ -44,10 +44,6 @@ IMAGE_COLUMNS = (
 )
 LABEL_COLUMNS = ("label", "dx", "diagnosis")
 EXAMPLES = 5
-
-
-class DatasetError(ConfigError):
-    """A dataset or labels file cannot be used as given (exit code 2); names the file and the fix."""
 
 
 @dataclass(frozen=True, slots=True)

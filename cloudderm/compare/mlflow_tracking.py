@@ -69,7 +69,7 @@ def require_mlflow() -> None:
     try:
         import mlflow  # noqa: F401
     except ImportError as e:
-        from cloudderm.registry import install_hint
+        from cloudderm.errors import install_hint
 
         raise MissingDependencyError(install_hint("mlflow", "MLflow tracking (--mlflow)")) from e
 

@@ -7,14 +7,18 @@ Kept apart from the engine so the shapes of a stored answer (``ok``, error, skip
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cloudderm.classifier import Classifier
 from cloudderm.compare.datasets import DatasetItem
 from cloudderm.prediction import Prediction
 from cloudderm.redact import scrub_text
+from cloudderm.taxonomy import is_out_of_domain_warning
+
+if TYPE_CHECKING:
+    from cloudderm.classifier import Classifier
 
 __all__ = [
     "ProviderPlan",
@@ -85,7 +89,7 @@ def empty_record(plan: ProviderPlan) -> dict[str, Any]:
         "latency_ms": None,
         "cost_usd": None,
         "request_id": None,
-        "warnings": list(plan.classifier.standing_warnings),
+        "warnings": [],  # the provider's standing (card) warnings are added on export, current ones
         "error": None,
         "error_type": None,
     }
@@ -101,14 +105,23 @@ def error_record(plan: ProviderPlan, error: BaseException, *, retryable: bool) -
     }
 
 
-def ok_record(prediction: Prediction) -> dict[str, Any]:
+def answer_warnings(prediction: Prediction, standing: Sequence[str]) -> list[str]:
+    """The warnings that belong to this answer alone: not the provider's standing (card) warnings and not
+    the out-of-domain one, which export re-derives from the raw label with the current taxonomy."""
+    drop = set(standing)
+    return [w for w in prediction.warnings if w not in drop and not is_out_of_domain_warning(w)]
+
+
+def ok_record(prediction: Prediction, standing: Sequence[str] = ()) -> dict[str, Any]:
+    """What the store keeps of an answer: the provider's raw labels and facts, nothing derived from the
+    taxonomy (so a label-map change re-maps stored answers on export, without sending anything again)."""
     return {
         "model": prediction.model,
         "labels": [{"label": ls.label, "score": ls.score} for ls in prediction.labels],
         "latency_ms": prediction.latency_ms,
         "cost_usd": prediction.cost_usd,
         "request_id": prediction.request_id,
-        "warnings": list(prediction.warnings),
+        "warnings": answer_warnings(prediction, standing),
         "error": None,
         "error_type": None,
         "details": prediction.provider_details,

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloudderm.classifier import ImageLimits
 from cloudderm.compare.datasets import DatasetItem
@@ -41,6 +41,9 @@ from cloudderm.errors import InvalidImageError, ProviderError
 from cloudderm.images import PreparedImage, prepare
 from cloudderm.prediction import Prediction
 from cloudderm.retry import call_with_retries
+
+if TYPE_CHECKING:
+    from cloudderm.compare.pool import WorkerPool
 
 __all__ = ["DEFAULT_BREAKER_THRESHOLD", "ProviderPlan", "ProviderStats", "RunOutcome", "Runner"]
 
@@ -83,6 +86,7 @@ class Runner:
         breaker_threshold: consecutive failed calls that open a provider's breaker (0 disables it).
         prepare_workers: threads decoding images (Pillow releases the GIL while decoding).
         queue_size: bound of each provider's queue (default: twice its concurrency x batch size).
+        pool: worker processes for preparation and local models (``compare --workers``); None: threads only.
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class Runner:
         breaker_threshold: int = DEFAULT_BREAKER_THRESHOLD,
         prepare_workers: int = 2,
         queue_size: int | None = None,
+        pool: WorkerPool | None = None,
     ) -> None:
         if not providers:
             raise ValueError("no providers to run")
@@ -103,7 +108,8 @@ class Runner:
         self.progress = progress or NullProgress()
         self._stop = threading.Event()
         self._external_sleep = sleep
-        self.prepare_workers = max(1, prepare_workers)
+        self.pool = pool
+        self.prepare_workers = max(1, prepare_workers, pool.workers if pool else 1)  # keep every worker fed
         self.limits = ImageLimits()
         for plan in self.providers:
             self.limits = self.limits.merge(plan.classifier.image_limits())
@@ -262,6 +268,11 @@ class Runner:
 
     def _load_and_prepare(self, item: DatasetItem) -> PreparedImage:
         source = self._load(item)
+        if self.pool is not None and isinstance(source, bytes):
+            image = self.pool.prepare(
+                source, max_bytes=self.limits.max_bytes, max_side=self.limits.max_side, source=item.key
+            )
+            return image.with_context(item.context)
         image = prepare(
             source, max_bytes=self.limits.max_bytes, max_side=self.limits.max_side, source=item.key
         )
@@ -345,6 +356,8 @@ class Runner:
                 lane.limiter.acquire()
             with lane.lock:
                 lane.stats.calls += 1
+            if self.pool is not None and self.pool.runs(plan.config_hash):
+                return self.pool.classify(plan.config_hash, [w.image for w in batch])
             return plan.classifier.classify_prepared([w.image for w in batch])
 
         def on_retry(attempt: int, error: ProviderError, wait: float) -> None:
@@ -376,7 +389,7 @@ class Runner:
                 "ok",
                 final=True,
                 attempts=attempts,
-                record=ok_record(prediction),
+                record=ok_record(prediction, lane.plan.classifier.standing_warnings),
             )
             self._count(lane, "ok")
 

@@ -24,17 +24,22 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, SecretBytes, SecretStr
 
-from cloudderm.classifier import AdapterSettings
 from cloudderm.redact import scrub_text
 
-__all__ = ["OPERATIONAL_FIELDS", "ResultStore", "config_hash", "public_settings"]
+if TYPE_CHECKING:
+    from cloudderm.classifier import AdapterSettings
+
+__all__ = ["NOT_HASHED_FIELDS", "OPERATIONAL_FIELDS", "ResultStore", "config_hash", "public_settings"]
 
 SCHEMA_VERSION = 1
 OPERATIONAL_FIELDS = frozenset({"timeout_s", "max_retries", "concurrency", "requests_per_second"})
+# How answers are read, never what is sent: changing these re-maps or re-prices stored answers, no re-send.
+INTERPRETATION_FIELDS = frozenset({"label_map", "model_card", "pricing"})
+NOT_HASHED_FIELDS = OPERATIONAL_FIELDS | INTERPRETATION_FIELDS
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -85,20 +90,19 @@ def public_settings(settings: AdapterSettings) -> dict[str, Any]:
 _DROP = object()
 
 
-def config_hash(settings: AdapterSettings, extras: dict[str, Any] | None = None) -> str:
-    """Stable 16-hex-digit identity of what decides a provider's answers (secrets and pacing excluded).
+def config_hash(settings: AdapterSettings, extras: Mapping[str, Any] | None = None) -> str:
+    """Stable 16-hex-digit identity of what decides a provider's answers.
 
-    ``extras`` is what the classifier adds beyond its settings (``Classifier.hash_extras``: a generative
-    model's rendered prompt), so editing a prompt file starts a new run instead of mixing answers.
+    It covers the settings that reach the wire; not secrets, pacing (``OPERATIONAL_FIELDS``) or how answers
+    are read (``label_map``, ``model_card``, ``pricing``; the taxonomy is not a setting at all). ``extras``
+    is what the classifier adds beyond its settings (``Classifier.hash_extras``: a generative model's
+    rendered prompt), so editing a prompt file starts a new run instead of mixing answers.
     """
-    identity = {"class": type(settings).__module__ + "." + type(settings).__qualname__}
+    wire = {k: v for k, v in public_settings(settings).items() if k not in INTERPRETATION_FIELDS}
+    identity = {"class": type(settings).__module__ + "." + type(settings).__qualname__, **wire}
     if extras:
-        identity["extras"] = extras
-    blob = json.dumps(
-        {**identity, **public_settings(settings)},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+        identity["extras"] = dict(extras)
+    blob = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

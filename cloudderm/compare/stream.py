@@ -8,17 +8,15 @@ answer rather than by the size of the JSON.
 
 from __future__ import annotations
 
-import json
 import math
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from cloudderm.compare.metrics import OOD
-from cloudderm.errors import CloudDermError
+from cloudderm.results import image_key, iter_records, iter_records_at, read_records_at
 from cloudderm.taxonomy import Taxonomy
 
 __all__ = [
@@ -32,53 +30,6 @@ __all__ = [
 ]
 
 MISSING_VALUE = "(missing)"
-
-
-def iter_records(path: Path) -> Iterator[dict[str, Any]]:
-    """Yield one dict per non-blank line of a predictions.jsonl file.
-
-    Raises:
-        CloudDermError: naming the file and line when a line is not a JSON object.
-    """
-    for _, record in iter_records_at(path):
-        yield record
-
-
-def iter_records_at(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(byte offset, record)``, so a later pass can re-read chosen lines by offset."""
-    offset = 0
-    with open(path, "rb") as fh:
-        for lineno, line in enumerate(fh, 1):
-            start, offset = offset, offset + len(line)
-            if line.strip():
-                yield start, _parse(line, path, lineno)
-
-
-def read_records_at(path: Path, offsets: Iterable[int]) -> Iterator[dict[str, Any]]:
-    """The records starting at the given byte offsets (from :func:`iter_records_at`), in file order."""
-    with open(path, "rb") as fh:
-        for offset in sorted(set(offsets)):
-            fh.seek(offset)
-            yield _parse(fh.readline(), path, None)
-
-
-def _parse(line: bytes, path: Path, lineno: int | None) -> dict[str, Any]:
-    where = f"{path}:{lineno}" if lineno is not None else str(path)
-    try:
-        record = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CloudDermError(
-            f"{where}: not valid JSON ({e}); regenerate the file from results.sqlite by re-running the "
-            "same compare command"
-        ) from e
-    if not isinstance(record, dict):
-        raise CloudDermError(f"{where}: expected a JSON object, got {type(record).__name__}")
-    return record
-
-
-def image_key(record: Mapping[str, Any]) -> str:
-    """How an image is identified across providers and runs: its dataset name, else its hash."""
-    return str(record.get("image") or record.get("sha256") or "")
 
 
 @dataclass

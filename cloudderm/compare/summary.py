@@ -1,4 +1,4 @@
-"""Build the ``summary.json`` dict of DESIGN.md §2 from a predictions.jsonl file.
+"""Build the ``summary.json`` dict (shape: ``cloudderm.results.Summary``) from a predictions.jsonl file.
 
 One streaming pass (:mod:`cloudderm.compare.stream`) reduces the lines to compact per-provider arrays;
 every metric is then computed from those arrays by :mod:`cloudderm.compare.metrics`, and the governance
@@ -82,7 +82,7 @@ def build_summary(
     ece_bins: int = 10,
     pricing_as_of: str | None = None,
 ) -> dict:
-    """The summary.json dict (DESIGN.md §2) computed from a predictions.jsonl file in one pass.
+    """The summary.json dict (see docs/architecture.md) computed from a predictions.jsonl file in one pass.
 
     Args:
         predictions_jsonl: one line per image x provider, as the compare runner writes it.

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from cloudderm.compare.datasets import Dataset
+from cloudderm.compare.dataset import Dataset
 from cloudderm.compare.labels import (
     LABEL_COLUMNS,
     DatasetError,
@@ -101,7 +101,7 @@ class TableDataset(Dataset):
         try:
             import pyarrow  # noqa: F401
         except ImportError as e:
-            from cloudderm.registry import install_hint
+            from cloudderm.errors import install_hint
 
             raise MissingDependencyError(
                 install_hint("datasets", "pyarrow to read parquet/arrow datasets")

@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from cloudderm.errors import ConfigError, MissingDependencyError
+from cloudderm.errors import ConfigError, MissingDependencyError, install_hint
 from cloudderm.explain.torch_target import TorchTarget
-from cloudderm.registry import install_hint
 
 __all__ = ["DEFAULT_IG_STEPS", "gradcam", "integrated_gradients", "rollout"]
 

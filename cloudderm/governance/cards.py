@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from cloudderm.errors import ConfigError
-from cloudderm.governance.card import GovernanceCard, ModelFacts
+from cloudderm.errors import config_error_from
+from cloudderm.facts import GovernanceCard, ModelFacts
 from cloudderm.governance.facts import lookup
 
 if TYPE_CHECKING:
@@ -58,12 +58,7 @@ def _apply_override(name: str, model: ModelFacts, raw: Mapping[str, Any] | None)
     try:
         override = ModelCardOverride.model_validate(dict(raw))
     except ValidationError as e:
-        item = e.errors(include_input=False, include_url=False)[0]
-        loc = ".".join(str(p) for p in item["loc"])
-        message = "unknown field (check the spelling)" if item["type"] == "extra_forbidden" else item["msg"]
-        raise ConfigError(
-            message, provider=name, field=f"model_card.{loc}" if loc else "model_card"
-        ) from None
+        raise config_error_from(e, provider=name, prefix="model_card") from None
     update = override.model_dump(exclude_none=True)
     if "source" not in update:
         own = f"config: providers.{name}.model_card"
@@ -72,13 +67,15 @@ def _apply_override(name: str, model: ModelFacts, raw: Mapping[str, Any] | None)
 
 
 def _infer_label_domain(model: ModelFacts, taxonomy: Taxonomy) -> ModelFacts:
-    """Fill an unknown label domain from the model's labels or training data (never from free text)."""
+    """Fill an unknown label domain from the model's labels or training data (never from free text).
+
+    The only place a label domain is worked out (``Taxonomy.label_domain``'s rule); adapters report labels,
+    and a ``model_card: {label_domain: ...}`` setting wins.
+    """
     if model.label_domain != "unknown":
         return model
     if model.labels:
-        mapped = [label for label in model.labels if taxonomy.canonical(label) is not None]
-        domain = "out-of-domain" if not mapped else "in-domain"
-        return model.model_copy(update={"label_domain": domain})
+        return model.model_copy(update={"label_domain": taxonomy.label_domain(model.labels)})
     if _trained_on_imagenet(model):
         return model.model_copy(update={"label_domain": "out-of-domain"})
     return model

@@ -16,8 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cloudderm.errors import ConfigError
-from cloudderm.governance.card import Fact
+from cloudderm.errors import config_error_from
+from cloudderm.facts import Fact
 
 __all__ = ["ProvidersFile", "ServiceEntry", "SourcedFact", "VendorEntry", "load_vendor_facts", "lookup"]
 
@@ -95,11 +95,7 @@ def load_vendor_facts(path: str | Path | None = None) -> ProvidersFile:
     try:
         return ProvidersFile.model_validate(yaml.safe_load(text))
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}"
-            for item in e.errors(include_input=False, include_url=False)
-        )
-        raise ConfigError(f"invalid vendor facts: {problems}", file=source) from None
+        raise config_error_from(e, file=source, all_errors=True, what="invalid vendor facts") from None
 
 
 def lookup(

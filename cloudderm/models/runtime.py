@@ -11,10 +11,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cloudderm.errors import MissingDependencyError
+from cloudderm.errors import MissingDependencyError, install_hint
 from cloudderm.models.cards import ModelCard
 from cloudderm.models.store import onnx_path, require, weights_path
-from cloudderm.registry import install_hint
 
 __all__ = ["ZooRuntime", "softmax"]
 

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Protocol
 from cloudderm.pricing.models import HOURS_PER_MONTH, CostEstimate
 
 if TYPE_CHECKING:
-    from cloudderm.classifier import AdapterSettings, Classifier
+    from cloudderm.classifier import Classifier
     from cloudderm.pricing.catalog import Catalog
+    from cloudderm.pricing.resolve import PricingTarget
 
 __all__ = [
     "HOURS_PER_MONTH",
@@ -64,7 +65,7 @@ def catalog_as_of() -> str:
 
 
 def estimate(
-    provider: Classifier | tuple[str, AdapterSettings],
+    provider: Classifier | PricingTarget,
     volume: int,
     measured_images_per_second: float | None = None,
     *,
@@ -73,16 +74,15 @@ def estimate(
     """Monthly cost of ``provider`` at ``volume`` images/month; ``kind="unknown"`` (with why) if unpriced.
 
     Args:
-        provider: a built classifier, or ``(name, settings)`` straight from a config.
+        provider: a built classifier, or a ``PricingTarget`` (``cloudderm.factory.pricing_target(name,
+            settings)`` makes one straight from a config, without building the adapter).
         volume: images a month.
         measured_images_per_second: throughput measured in a run, for always-on endpoints.
         catalog: a catalog to price from (default: the shipped one).
     """
     from cloudderm.pricing.resolve import PricingTarget, resolve
 
-    target = (
-        PricingTarget.from_settings(*provider) if isinstance(provider, tuple) else PricingTarget.of(provider)
-    )
+    target = provider if isinstance(provider, PricingTarget) else PricingTarget.of(provider)
     resolution = resolve(target, catalog)
     if resolution.model is None:
         return CostEstimate(

@@ -17,7 +17,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cloudderm.errors import ConfigError
+from cloudderm.errors import config_error_from
 
 __all__ = ["Catalog", "PriceEntry", "Tier", "load_catalog"]
 
@@ -46,7 +46,7 @@ class PriceEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str
-    vendor: Literal["aws", "azure", "gcp", "openai", "anthropic"]
+    vendor: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")  # an adapter's ``vendor``: any provider
     service: str
     operation: str
     kind: Literal["hourly", "per_1k_units", "per_token"]
@@ -133,11 +133,7 @@ def parse_catalog(raw: object, source: str) -> Catalog:
     try:
         return Catalog.model_validate(raw)
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}"
-            for item in e.errors(include_input=False, include_url=False)
-        )
-        raise ConfigError(f"invalid price catalog: {problems}", file=source) from None
+        raise config_error_from(e, file=source, all_errors=True, what="invalid price catalog") from None
 
 
 @functools.lru_cache(maxsize=4)

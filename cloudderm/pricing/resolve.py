@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cloudderm.core import PriceQuery
-from cloudderm.errors import ConfigError
+from cloudderm.errors import ConfigError, config_error_from
 from cloudderm.pricing.catalog import Catalog, PriceEntry, Tier, load_catalog
 from cloudderm.pricing.models import AlwaysOnPricing, LocalPricing, PerCallPricing, TokenPricing
 
@@ -75,14 +75,15 @@ class PricingTarget:
         )
 
     @classmethod
-    def from_settings(cls, name: str, settings: AdapterSettings) -> PricingTarget:
-        """From config settings alone: the adapter class is imported (never its SDK) but not built.
+    def from_settings(
+        cls, name: str, settings: AdapterSettings, adapter_cls: type[Classifier]
+    ) -> PricingTarget:
+        """From config settings and the adapter class, without building the adapter.
 
         ``price_query`` reads only ``name`` and ``settings`` by contract, so it is asked on a bare instance.
+        The class comes from the caller (``cloudderm.factory.pricing_target`` resolves it by name): pricing
+        never imports the adapter registry.
         """
-        from cloudderm.registry import resolve_adapter
-
-        adapter_cls = resolve_adapter(settings.adapter)
         bare = adapter_cls.__new__(adapter_cls)
         bare.name, bare.settings = name, settings
         return cls(
@@ -110,10 +111,7 @@ def parse_override(name: str, raw: Mapping[str, Any] | None) -> PricingOverride 
     try:
         return PricingOverride.model_validate(dict(raw))
     except ValidationError as e:
-        item = e.errors(include_input=False, include_url=False)[0]
-        loc = ".".join(str(p) for p in item["loc"])
-        message = "unknown field (check the spelling)" if item["type"] == "extra_forbidden" else item["msg"]
-        raise ConfigError(message, provider=name, field=f"pricing.{loc}" if loc else "pricing") from None
+        raise config_error_from(e, provider=name, prefix="pricing") from None
 
 
 def resolve(target: PricingTarget, catalog: Catalog | None = None) -> Resolution:
@@ -238,7 +236,7 @@ def _from_catalog(target: PricingTarget, catalog: Catalog) -> tuple[PricingModel
             return _from_entry(target, entry, _count(target)), None
         where = f" in {query.region}" if query.region else ""
         return None, (
-            f"no sourced price for {query.label} on {query.sku or f'an unstated {query.sku_field}'}{where} "
+            f"no sourced price for {query.label} {query.sku or f'an unstated {query.sku_field}'}{where} "
             f"in the catalog (as of {catalog.as_of}); {fix}"
         )
     if query.local or target.vendor == "local":

@@ -21,6 +21,7 @@ from cloudderm.pricing import estimate
 if TYPE_CHECKING:
     from cloudderm.classifier import AdapterSettings, Classifier
     from cloudderm.config import Config
+    from cloudderm.pricing.resolve import PricingTarget
 
 __all__ = ["DEFAULT_VOLUME", "attach_projections", "cost_section", "measured_throughput", "projected_cost"]
 
@@ -44,16 +45,18 @@ def measured_throughput(summary: Mapping[str, Any], name: str) -> tuple[float | 
 
 def _targets(
     classifiers_or_settings: Config | Mapping[str, Classifier | AdapterSettings] | Iterable[Classifier],
-) -> list[Classifier | tuple[str, AdapterSettings]]:
+) -> list[Classifier | PricingTarget]:
+    """Built classifiers as they are; settings become pricing targets without building anything."""
     from cloudderm.classifier import Classifier
     from cloudderm.config import Config
+    from cloudderm.factory import pricing_target
 
     if isinstance(classifiers_or_settings, Config):
         config = classifiers_or_settings
-        return [(name, config.provider(name)) for name in config.providers]
+        return [pricing_target(name, config.provider(name)) for name in config.providers]
     if isinstance(classifiers_or_settings, Mapping):
         return [
-            value if isinstance(value, Classifier) else (name, value)
+            value if isinstance(value, Classifier) else pricing_target(name, value)
             for name, value in classifiers_or_settings.items()
         ]
     return list(classifiers_or_settings)
@@ -78,7 +81,7 @@ def cost_section(
     """
     out: dict[str, dict[str, Any]] = {}
     for target in _targets(classifiers_or_settings):
-        name = target[0] if isinstance(target, tuple) else target.name
+        name = target.name
         ips, how = measured_throughput(summary, name)
         result = estimate(target, volume, ips)
         if how and result.kind in ("always-on", "local") and result.per_image_usd_at_throughput is not None:

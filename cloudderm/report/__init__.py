@@ -41,7 +41,7 @@ def write_reports(
 
     Args:
         out_dir: the compare run's output folder.
-        summary: the dict from :func:`cloudderm.compare.summary.build_summary` (not modified).
+        summary: a ``summary.json`` dict (shape: :class:`cloudderm.results.Summary`; not modified).
         predictions_jsonl: the run's per-answer lines, read again for latency plots and disagreements.
         images_root: where the dataset's images live, for thumbnails (None: no thumbnails).
         baseline_dir: an earlier run's output folder; adds a run-vs-run diff (``summary["baseline_diff"]``).
@@ -56,6 +56,7 @@ def write_reports(
     from cloudderm.report.jsonfile import write_json, write_text
     from cloudderm.report.markdown import render_markdown
 
+    _check_shape(summary)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = copy.deepcopy(summary)
@@ -70,3 +71,19 @@ def write_reports(
         "markdown": write_text(out / "report.md", render_markdown(summary, details)),
         "html": write_text(out / "report.html", render_html(summary, details, images_root=images_root)),
     }
+
+
+def _check_shape(summary: dict) -> None:
+    """Refuse a summary that does not have the ``cloudderm.results.Summary`` shape the reports read."""
+    from pydantic import ValidationError
+
+    from cloudderm.results import Summary
+
+    try:
+        Summary.model_validate(summary)
+    except ValidationError as e:
+        item = e.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(p) for p in item["loc"])
+        raise CloudDermError(
+            f"summary.json does not have the results shape at {where}: {item['msg']}"
+        ) from None

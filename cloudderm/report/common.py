@@ -185,16 +185,11 @@ def cards_by_provider(summary: Mapping[str, Any]) -> dict[str, dict]:
 
 
 def flags(summary: Mapping[str, Any], name: str | None) -> list[str]:
-    """The provider's governance flags (computed when the summary was built, plus any card-level ones)."""
+    """The provider's governance flags, as the summary computed them (their one owner: ``summary.py``)."""
     if not name:
         return []
-    from cloudderm.compare.summary import governance_flags
-
     entry = (summary.get("providers") or {}).get(name) or {}
-    card = cards_by_provider(summary).get(name)
-    found = list(entry.get("flags") or [])
-    found += governance_flags(card, list(entry.get("warnings") or []), entry.get("out_of_domain_rate"))
-    return list(dict.fromkeys(found))
+    return list(dict.fromkeys(str(flag) for flag in entry.get("flags") or []))
 
 
 def short_flags(summary: Mapping[str, Any], name: str | None) -> list[str]:
@@ -286,3 +281,10 @@ def risks(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The risk register, most severe first (unknown severities last, original order kept)."""
     items = [dict(r) for r in summary.get("risks") or [] if isinstance(r, Mapping)]
     return sorted(items, key=lambda r: _SEVERITY_ORDER.get(str(r.get("severity", "")).lower(), 9))
+
+
+def md_escape(text: Any) -> str:
+    """Cell text that cannot break the table or inject HTML: pipes escaped, newlines flattened."""
+    s = str(text).replace("\\", "\\\\").replace("|", "\\|")
+    s = s.replace("<", "\\<").replace(">", "\\>")  # escaped for Markdown, still readable as text
+    return " ".join(s.splitlines())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cloudderm.compare.stream import image_key, iter_records_at, read_records_at
+from cloudderm.results import image_key, iter_records_at, read_records_at
 
 __all__ = ["Answer", "Details", "ImageAnswers", "collect_details"]
 

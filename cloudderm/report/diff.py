@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cloudderm.compare.summary import image_key, iter_records
 from cloudderm.errors import ConfigError
+from cloudderm.results import image_key, iter_records
 
 __all__ = ["DIFF_METRICS", "check_baseline", "run_diff"]
 

@@ -109,7 +109,7 @@ def explain_html(summary: Mapping[str, Any]) -> str:
 
 def explain_markdown(summary: Mapping[str, Any]) -> list[str]:
     """The Markdown section's lines (links to the PNG overlays), or [] when the run explained nothing."""
-    from cloudderm.report.markdown import md_escape  # markdown.py calls this function: import at use
+    from cloudderm.report.common import md_escape
 
     section = summary.get("explain")
     if not section:

@@ -6,18 +6,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from cloudderm.report import tables as t
-from cloudderm.report.common import DISCLAIMER, NA, cards_by_provider, fact_text, flags, provider_names
+from cloudderm.report.common import (
+    DISCLAIMER,
+    NA,
+    cards_by_provider,
+    fact_text,
+    flags,
+    md_escape,
+    provider_names,
+)
 from cloudderm.report.details import Details
 from cloudderm.report.explain_section import explain_markdown
 
 __all__ = ["render_markdown"]
-
-
-def md_escape(text: Any) -> str:
-    """Cell text that cannot break the table or inject HTML: pipes escaped, newlines flattened."""
-    s = str(text).replace("\\", "\\\\").replace("|", "\\|")
-    s = s.replace("<", "\\<").replace(">", "\\>")  # escaped for Markdown, still readable as text
-    return " ".join(s.splitlines())
 
 
 def _table(table: t.TextTable, level: str = "##") -> list[str]:

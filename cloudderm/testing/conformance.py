@@ -23,7 +23,7 @@ import pytest
 
 from cloudderm.classifier import Classifier
 from cloudderm.core import ImageContext, PriceQuery
-from cloudderm.governance.card import GovernanceCard
+from cloudderm.facts import GovernanceCard
 from cloudderm.images import prepare
 from cloudderm.prediction import Prediction
 from cloudderm.testing.samples import sample_jpegs

@@ -20,7 +20,7 @@ from pydantic import Field
 from cloudderm.classifier import AdapterSettings, Classifier, ImageLimits, RawResult
 from cloudderm.core import ImageContext
 from cloudderm.errors import ProviderError
-from cloudderm.governance.card import ModelFacts, ServiceFacts
+from cloudderm.facts import ModelFacts, ServiceFacts
 from cloudderm.images import PreparedImage
 
 __all__ = ["FakeClassifier", "FakeSettings"]
@@ -43,7 +43,7 @@ class FakeSettings(AdapterSettings):
     context_log: str | None = None  # file that gets one JSON line per image: its sha256 and the context sent
 
 
-class FakeClassifier(Classifier):
+class FakeClassifier(Classifier[FakeSettings]):
     """Deterministic scores from the image hash; optional scripted faults per call."""
 
     adapter = "fake"
@@ -53,7 +53,6 @@ class FakeClassifier(Classifier):
     def __init__(self, name: str, settings: FakeSettings | None = None, **kwargs) -> None:
         settings = settings or FakeSettings()
         super().__init__(name, settings, **kwargs)
-        self.fake_settings: FakeSettings = settings
         self.max_batch_size = settings.batch_size
         self.calls: list[list[str]] = []
         self.per_image: Counter[str] = Counter()
@@ -66,13 +65,13 @@ class FakeClassifier(Classifier):
 
     @property
     def model_id(self) -> str:
-        return self.fake_settings.model
+        return self.settings.model
 
     def service_facts(self) -> ServiceFacts:
         return ServiceFacts(
             service="fake (test double)",
             vendor="local",
-            region=self.fake_settings.region,
+            region=self.settings.region,
             data_leaves_machine=False,
         )
 
@@ -80,19 +79,19 @@ class FakeClassifier(Classifier):
         return ModelFacts(
             model_id=self.model_id,
             intended_use="testing cloudderm pipelines only",
-            labels=list(self.fake_settings.labels),
+            labels=list(self.settings.labels),
             source="cloudderm.testing.fakes",
         )
 
     def image_limits(self) -> ImageLimits:
-        return ImageLimits(max_bytes=self.fake_settings.max_bytes)
+        return ImageLimits(max_bytes=self.settings.max_bytes)
 
     def scores_for(self, image_sha256: str) -> list[tuple[str, float]]:
         """The deterministic distribution this fake returns for an image."""
-        digest = hashlib.sha256((self.fake_settings.seed + image_sha256).encode()).digest()
-        raw = [1 + digest[i % len(digest)] for i in range(len(self.fake_settings.labels))]
+        digest = hashlib.sha256((self.settings.seed + image_sha256).encode()).digest()
+        raw = [1 + digest[i % len(digest)] for i in range(len(self.settings.labels))]
         total = float(sum(raw))
-        return [(label, value / total) for label, value in zip(self.fake_settings.labels, raw)]
+        return [(label, value / total) for label, value in zip(self.settings.labels, raw)]
 
     def _infer(self, images: Sequence[PreparedImage]) -> list[RawResult]:
         with self._lock:
@@ -104,8 +103,8 @@ class FakeClassifier(Classifier):
                 self.per_image[img.sha256] += 1
                 attempts.append(self.per_image[img.sha256])
                 self.contexts[img.sha256] = img.context
-            if self.fake_settings.context_log:
-                with open(self.fake_settings.context_log, "a", encoding="utf-8") as log:
+            if self.settings.context_log:
+                with open(self.settings.context_log, "a", encoding="utf-8") as log:
                     log.writelines(
                         json.dumps(
                             {
@@ -117,12 +116,12 @@ class FakeClassifier(Classifier):
                         + "\n"
                         for img in images
                     )
-            if self.fake_settings.call_log:
-                with open(self.fake_settings.call_log, "a", encoding="utf-8") as log:
+            if self.settings.call_log:
+                with open(self.settings.call_log, "a", encoding="utf-8") as log:
                     log.writelines(f"{self.name} {img.sha256}\n" for img in images)
         try:
-            if self.fake_settings.latency_s:
-                time.sleep(self.fake_settings.latency_s)
+            if self.settings.latency_s:
+                time.sleep(self.settings.latency_s)
             if self.fault is not None:
                 for img, attempt in zip(images, attempts):
                     error = self.fault(img, attempt)

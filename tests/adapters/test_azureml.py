@@ -610,8 +610,8 @@ def test_built_from_yaml_config_with_env_key_and_region_policy():
     )
     clf = build_classifier("azure-automl", config)
     assert isinstance(clf, AzureMLClassifier)
-    assert clf.azure.instance_type == "Standard_DS3_v2" and clf.azure.instance_count == 2
-    assert clf.azure.api_key.get_secret_value() == KEY
+    assert clf.settings.instance_type == "Standard_DS3_v2" and clf.settings.instance_count == 2
+    assert clf.settings.api_key.get_secret_value() == KEY
     assert KEY not in repr(clf.settings) and KEY not in str(clf.settings)
     card = clf.governance
     assert (card.service.vendor, card.service.region, card.service.data_leaves_machine) == (

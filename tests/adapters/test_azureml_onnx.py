@@ -278,7 +278,7 @@ def test_out_of_domain_labels_are_flagged(tmp_path):
     export(tiny_model(classes=4), tmp_path / "model.onnx")
     (tmp_path / "labels.json").write_text(json.dumps(["can", "carton", "milk_bottle", "water_bottle"]))
     clf = make(tmp_path)
-    assert clf.model_facts().label_domain == "out-of-domain"
+    assert clf.governance.model.label_domain == "out-of-domain"
     prediction = clf.classify(make_jpeg((20, 200, 20)))
     assert prediction.canonical is None and any("out-of-domain" in w for w in prediction.warnings)
 

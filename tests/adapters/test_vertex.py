@@ -34,6 +34,7 @@ from cloudderm.errors import (
     InvalidImageError,
     MissingCredentialsError,
     MissingDependencyError,
+    ProviderAuthError,
     ProviderError,
     ProviderHTTPError,
     ProviderThrottled,
@@ -286,8 +287,8 @@ def adc(monkeypatch) -> list[RefreshableToken]:
     ("status", "code", "headers", "expected", "retryable"),
     [
         (400, "INVALID_ARGUMENT", {}, ProviderHTTPError, False),
-        (401, "UNAUTHENTICATED", {}, ProviderHTTPError, False),
-        (403, "PERMISSION_DENIED", {}, ProviderHTTPError, False),
+        (401, "UNAUTHENTICATED", {}, ProviderAuthError, False),
+        (403, "PERMISSION_DENIED", {}, ProviderAuthError, False),
         (404, "NOT_FOUND", {}, ProviderHTTPError, False),
         (429, "RESOURCE_EXHAUSTED", {"Retry-After": "7"}, ProviderThrottled, True),
         (500, "INTERNAL", {}, ProviderHTTPError, True),

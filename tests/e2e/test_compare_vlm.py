@@ -61,10 +61,10 @@ providers:
     costs = [r["cost_usd"] for r in records]
     assert all(c is not None and c > 0 for c in costs)  # every call billed from its own tokens
     assert vlm["cost_usd"]["total"] == pytest.approx(sum(costs), rel=1e-9)
-    projected = summary["cost"]["gpt4o"]  # cost per 1k and per month from the measured token counts
-    assert projected["kind"] == "per-token"
-    assert projected["per_1k_usd"] == pytest.approx(vlm["cost_usd"]["per_1k"], rel=1e-9)
-    assert projected["monthly_usd"] == pytest.approx(vlm["cost_usd"]["per_1k"] * projected["volume"] / 1000)
+    assert summary["cost"]["gpt4o"]["kind"] == "per-token"
+    projected = vlm["cost_usd"]["projected"]  # cost per 1k and per month from the measured token counts
+    assert projected["per_1k"] == pytest.approx(vlm["cost_usd"]["per_1k"], rel=1e-9)
+    assert projected["monthly"] == pytest.approx(vlm["cost_usd"]["per_1k"] * projected["volume"] / 1000)
     markdown = (out / "report.md").read_text()
     assert "answer rate" in markdown and "acc. answered" in markdown
     assert "general-purpose" in markdown  # the governance card says where images went

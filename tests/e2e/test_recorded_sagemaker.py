@@ -1,7 +1,8 @@
 """SageMaker adapter end to end through cassettes: record against moto's server, replay offline.
 
-moto serves queued JumpStart ``application/json;verbose`` answers whose scores come from each sent image's
-hash, so replayed predictions can be checked against an independent expectation. Credentials are canaries
+moto serves queued JumpStart ``application/json;verbose`` answers, encoded by the SageMaker emulator's own
+wire functions with scores from each sent image's hash (``emulator_support.hash_backend``), so replayed
+predictions can be checked against an independent expectation. Credentials are canaries
 from the environment; the recorded cassette must hold none of them (SigV4 headers are never stored).
 """
 
@@ -9,33 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from collections.abc import Iterator
 
 import pytest
 
+from cloudderm.emulate.sagemaker import sagemaker_success
 from cloudderm.testing import cassette
 from cloudderm.testing.cassettes import Recording
 from cloudderm.testing.errors import CassetteMiss
 from tests.conftest import REPO_ROOT, isolate_aws, make_jpeg
-from tests.e2e.emulator_support import HAM_LABELS
-from tests.e2e.loopback import (
-    REGION,
-    loopback_only,
-    moto_server,
-    queue_sagemaker_results,
-)
+from tests.e2e.emulator_support import hash_backend
+from tests.e2e.loopback import REGION, loopback_only, moto_server, queue_sagemaker_results
 
 pytest.importorskip("moto")
 pytest.importorskip("boto3")
 from cloudderm.adapters.sagemaker import SageMakerClassifier, SageMakerSettings
-
-
-def scores_for(data: bytes, n: int = len(HAM_LABELS)) -> list[float]:
-    """A deterministic distribution over n classes from the bytes' hash (was in tests/e2e/loopback.py)."""
-    digest = hashlib.sha256(data).digest()
-    raw = [1 + digest[i] for i in range(n)]
-    return [value / sum(raw) for value in raw]
-
 
 pytestmark = pytest.mark.usefixtures(loopback_only.__name__, "aws_canaries")
 
@@ -64,12 +54,9 @@ def classifier(endpoint_url: str, **overrides: object) -> SageMakerClassifier:
 
 
 def verbose_answer(data: bytes) -> dict:
-    scores = scores_for(data)
-    return {
-        "probabilities": scores,
-        "labels": HAM_LABELS,
-        "predicted_label": HAM_LABELS[scores.index(max(scores))],
-    }
+    """The JumpStart verbose body for these bytes, in the emulator's encoding of that format."""
+    scores = hash_backend().scores_for(hashlib.sha256(data).hexdigest())
+    return json.loads(sagemaker_success("jumpstart-verbose", "application/json;verbose", scores).body)
 
 
 def comparable(predictions) -> list[dict]:  # type: ignore[no-untyped-def]

@@ -95,10 +95,12 @@ def test_compare_runs_all_five_services_beside_the_existing_providers(tmp_path: 
     assert set(SERVICES) <= set(summary["providers"])
     cost = summary["cost"]
     vision = cost["cloud-vision"]  # sourced: LABEL_DETECTION list price, first 1,000 units free
-    assert vision["kind"] == "per-call" and vision["per_1k_usd"] > 0 and vision["monthly_usd"] > 0
+    projected = summary["providers"]["cloud-vision"]["cost_usd"]["projected"]
+    assert vision["kind"] == "per-call" and projected["per_1k"] > 0 and projected["monthly"] > 0
     assert any("https://cloud.google.com/vision/pricing" in a for a in vision["assumptions"])
     for name in ("custom-vision", "rekognition", "rekognition-custom", "hf-inference"):
-        assert cost[name]["kind"] == "unknown" and cost[name]["monthly_usd"] is None  # never guessed
+        assert cost[name]["kind"] == "unknown"
+        assert summary["providers"][name]["cost_usd"]["projected"]["monthly"] is None  # never guessed
         assert any("pricing" in a for a in cost[name]["assumptions"])
 
 

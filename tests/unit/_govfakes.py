@@ -14,7 +14,7 @@ from typing import Any
 from cloudderm.adapters.azureml import AzureMLClassifier
 from cloudderm.adapters.sagemaker import SageMakerClassifier
 from cloudderm.adapters.vertex import VertexClassifier
-from cloudderm.governance.card import ModelFacts, ServiceFacts
+from cloudderm.facts import ModelFacts, ServiceFacts
 from cloudderm.testing.fakes import FakeClassifier, FakeSettings
 
 MOBILENET_V2_INTENDED_USE = (
@@ -43,7 +43,7 @@ class _CloudFake(FakeClassifier):
     Settings = CloudSettings
 
     def service_facts(self) -> ServiceFacts:
-        s = self.fake_settings
+        s = self.settings
         return ServiceFacts(
             service=self.service,
             vendor=self.vendor,
@@ -52,7 +52,7 @@ class _CloudFake(FakeClassifier):
         )
 
     def model_facts(self) -> ModelFacts:
-        facts = dict(getattr(self.fake_settings, "card_facts", None) or {})
+        facts = dict(getattr(self.settings, "card_facts", None) or {})
         facts.setdefault("model_id", self.model_id)
         return ModelFacts(**facts)
 
@@ -84,6 +84,6 @@ class FakeLocalWithCard(FakeClassifier):
     Settings = CloudSettings
 
     def model_facts(self) -> ModelFacts:
-        facts = dict(self.fake_settings.card_facts or {})  # type: ignore[attr-defined]
+        facts = dict(self.settings.card_facts or {})  # type: ignore[attr-defined]
         facts.setdefault("model_id", self.model_id)
         return ModelFacts(**facts)

@@ -8,7 +8,7 @@ import pytest
 
 from cloudderm.classifier import Classifier, ImageLimits, RawResult
 from cloudderm.errors import ProviderHTTPError, ProviderThrottled, ResponseFormatError
-from cloudderm.governance.card import ServiceFacts
+from cloudderm.facts import ServiceFacts
 from cloudderm.images import PreparedImage
 from cloudderm.retry import RetryPolicy, call_with_retries
 from cloudderm.testing.fakes import FakeClassifier, FakeSettings

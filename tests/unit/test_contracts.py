@@ -15,7 +15,8 @@ import pytest
 
 from cloudderm.classifier import Classifier, ImageContext, PriceQuery, RawResult, Usage
 from cloudderm.config import load_config
-from cloudderm.governance.card import ServiceFacts
+from cloudderm.factory import pricing_target
+from cloudderm.facts import ServiceFacts
 from cloudderm.images import PreparedImage, prepare
 from cloudderm.pricing import estimate, pricing_for
 from cloudderm.pricing.resolve import PricingTarget, resolve
@@ -191,7 +192,7 @@ def test_price_query_from_settings_alone() -> None:
     from cloudderm.adapters.sagemaker import SageMakerSettings
 
     settings = SageMakerSettings(endpoint_name="ep", instance_type="ml.g5.xlarge", region="us-east-1")
-    target = PricingTarget.from_settings("sm", settings)
+    target = pricing_target("sm", settings)
     assert (target.vendor, target.query.sku, target.query.region) == ("aws", "ml.g5.xlarge", "us-east-1")
     assert resolve(target).model is not None or "ml.g5.xlarge" in (resolve(target).reason or "")
 
@@ -308,3 +309,67 @@ def test_demo_config_adapters_pickle(tmp_path: Path) -> None:
         copy = pickle.loads(pickle.dumps(clf))
         assert copy.taxonomy.canonical("mole") == clf.taxonomy.canonical("mole")
         assert copy.standing_warnings == clf.standing_warnings
+
+
+# ---- config hash: interpretation settings re-map stored answers without re-sending ------------------------
+def test_label_map_change_remaps_stored_answers_without_resending(tmp_path: Path) -> None:
+    from cloudderm.compare import run_compare
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(4):
+        (images / f"i{i}.jpg").write_bytes(make_jpeg((60 * i, 90, 30 + 40 * i)))
+    calls = tmp_path / "calls.log"
+
+    def run(extra: str) -> list[dict]:
+        config = tmp_path / "c.yaml"
+        config.write_text(
+            "version: 1\nproviders:\n"
+            f"  f: {{adapter: '{FAKE}', labels: [mole, spot], call_log: '{calls}'{extra}}}\n"
+        )
+        run_compare(images, config=str(config), out=tmp_path / "out", progress=False)
+        lines = (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines]
+
+    before = run("")
+    sent = len(calls.read_text().splitlines())
+    assert sent == 4 and all(r["canonical"] is None for r in before)
+    assert all(any("out-of-domain" in w for w in r["warnings"]) for r in before)
+
+    after = run(", label_map: {mole: nv, spot: bkl}, model_card: {intended_use: research}")
+    assert len(calls.read_text().splitlines()) == sent, "a label-map change must not re-send anything"
+    assert {r["canonical"] for r in after} <= {"nv", "bkl"} and all(r["canonical"] for r in after)
+    assert not any("out-of-domain" in w for r in after for w in r["warnings"])
+    assert [r["labels"] for r in after] == [r["labels"] for r in before]
+
+
+def test_config_hash_covers_the_wire_settings_and_extras_only() -> None:
+    from cloudderm.compare.store import config_hash
+
+    base = FakeSettings(model="m")
+    same = FakeSettings(
+        model="m", label_map={"a": "nv"}, model_card={"license": "mit"}, pricing={"hourly_usd": 1}
+    )
+    assert config_hash(base) == config_hash(same) == config_hash(FakeSettings(model="m", timeout_s=3))
+    assert config_hash(base) != config_hash(FakeSettings(model="other"))
+    assert config_hash(base) != config_hash(base, {"prompt": "Which lesion is this?"})
+
+
+# ---- typed results --------------------------------------------------------------------------------------
+def test_exported_lines_and_the_summary_have_the_typed_results_shape(tmp_path: Path) -> None:
+    from cloudderm.compare import run_compare
+    from cloudderm.results import RECORD_KEYS, PredictionRecord, Summary, iter_records
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        (images / f"i{i}.jpg").write_bytes(make_jpeg((70 * i, 50, 90)))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"version: 1\nproviders:\n  f: {{adapter: '{FAKE}'}}\n")
+    summary = run_compare(images, config=str(config), out=tmp_path / "out", progress=False)
+    lines = list(iter_records(tmp_path / "out" / "predictions.jsonl"))
+    assert lines and all(tuple(line) == RECORD_KEYS for line in lines)
+    assert all(PredictionRecord.model_validate(line).outcome == "answered" for line in lines)
+    typed = Summary.model_validate(summary)
+    assert typed.providers["f"].ok == 2 and typed.providers["f"].outcomes["answered"] == 2
+    assert typed.providers["f"].cost_usd.projected is None or typed.providers["f"].cost_usd.projected.basis

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cloudderm.governance.card import ModelFacts
+from cloudderm.facts import ModelFacts
 from cloudderm.governance.modelcard import detect_prohibitions, parse_model_card, split_front_matter
 
 # Same structure and front matter as the google/mobilenet_v2_1.0_224 card (wording paraphrased).
