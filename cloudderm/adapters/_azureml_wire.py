@@ -38,6 +38,7 @@ from cloudderm.errors import (
     ProviderTimeout,
     ResponseFormatError,
 )
+from cloudderm.redact import mask_values
 
 __all__ = [
     "MAX_REQUEST_BYTES",
@@ -51,7 +52,6 @@ __all__ = [
     "region_from_uri",
     "request_id_from",
     "retry_after_from",
-    "scrub",
     "split_requests",
     "truncation_warning",
 ]
@@ -276,18 +276,6 @@ def endpoint_from_uri(uri: str) -> str | None:
     return match.group("endpoint") if match else None
 
 
-def scrub(text: str, secrets: Iterable[SecretStr | str]) -> str:
-    """``text`` with every secret value replaced, for messages that quote what a server said.
-
-    Accepts ``SecretStr`` (how settings hold keys) or plain strings (a key already read for a header).
-    """
-    for held in secrets:
-        secret = held.get_secret_value() if isinstance(held, SecretStr) else held
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
 # ---- errors --------------------------------------------------------------------------------------
 _AUTH_HINTS = {
     (401, "key"): "the key was rejected: use the endpoint's current primary or secondary key "
@@ -325,7 +313,7 @@ def error_for_status(
     where = {"provider": provider, "endpoint": endpoint, "request_id": request_id_from(lowered, lowered=True)}
     after = f" (after {attempts} attempts)" if attempts > 1 else ""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-    excerpt = scrub(text, secrets)[:BODY_EXCERPT_CHARS].strip()
+    excerpt = mask_values(text, secrets)[:BODY_EXCERPT_CHARS].strip()
     said = f"; the endpoint said: {excerpt!r}" if excerpt and status not in (401, 403) else ""
     if (status, auth) in _AUTH_HINTS:
         return ProviderAuthError(_AUTH_HINTS[(status, auth)] + after, status=status, retryable=False, **where)

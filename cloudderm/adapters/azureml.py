@@ -29,7 +29,6 @@ from cloudderm.adapters._azureml_wire import (
     error_for_status,
     region_from_uri,
     request_id_from,
-    scrub,
     split_requests,
     truncation_warning,
 )
@@ -46,6 +45,7 @@ from cloudderm.errors import (
 )
 from cloudderm.facts import ServiceFacts
 from cloudderm.images import PreparedImage
+from cloudderm.redact import mask_values
 
 __all__ = ["AzureMLClassifier", "AzureMLSettings"]
 
@@ -242,7 +242,7 @@ class AzureMLClassifier(Classifier[AzureMLSettings]):
         except Exception as e:
             raise ProviderError(
                 f"discovering endpoint {s.endpoint_name!r} in workspace {s.workspace!r} failed: "
-                f"{type(e).__name__}: {scrub(str(e), self._secrets)[:200]}",
+                f"{type(e).__name__}: {mask_values(str(e), self._secrets)[:200]}",
                 provider=self.name,
                 endpoint=s.endpoint_name,
                 retryable=False,
@@ -379,7 +379,7 @@ class AzureMLClassifier(Classifier[AzureMLSettings]):
         )
 
         where = {"provider": self.name, "endpoint": uri, "retryable": False}
-        said = scrub(str(error), self._secrets)[:200]
+        said = mask_values(str(error), self._secrets)[:200]
         if isinstance(error, (ServiceRequestTimeoutError, ServiceResponseTimeoutError)):
             return ProviderTimeout(
                 f"no answer within {timeout:g} s (timeout_s); the endpoint may be cold", **where
