@@ -147,7 +147,7 @@ def _last_answer(store: Path) -> float:
 
 def _store_rows(path: Path, taxonomy_name: str) -> Iterable[dict[str, Any]]:
     """Rows of a run still being written, shaped exactly as ``predictions.jsonl`` will have them."""
-    from cloudderm.compare.export import _line  # the one owner of a stored answer's canonical code/triage
+    from cloudderm.compare.export import ExportTarget, export_line  # the one owner of code/triage/warnings
     from cloudderm.taxonomy import get_taxonomy
 
     taxonomy = get_taxonomy(taxonomy_name)
@@ -166,7 +166,7 @@ def _store_rows(path: Path, taxonomy_name: str) -> Iterable[dict[str, Any]]:
                 "metadata": json.loads(metadata),
             }
             answer = {"status": status, "attempts": attempts, **json.loads(record)}
-            yield _line(item, provider, answer, taxonomy)
+            yield export_line(item, provider, answer, ExportTarget(provider, "", taxonomy))
     finally:
         conn.close()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cloudderm.cli import EXIT_OK, add_config_option
+from cloudderm.cli import EXIT_OK, add_config_option, port_number
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_option(p)
     p.add_argument("--results", metavar="DIR", help="a `cloudderm compare` output folder for the Results tab")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
-    p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    p.add_argument("--port", type=port_number, default=7860, help="port (default: 7860)")
     p.add_argument("--auth-file", metavar="FILE", help="user:password lines; required off loopback")
     p.add_argument(
         "--insecure-public",
