@@ -27,7 +27,7 @@ def render(results: dict[str, Any]) -> str:
         if "code" in r or "goal" not in r:  # a figure of an older checkout, or one without a goal
             continue
         unit = r.get("unit", "")
-        measured = f"**{r['value']:.3g}{unit}**" if r["value"] < 100 else f"**{r['value']:,.0f}{unit}**"
+        measured = f"**{_shown(r)}{unit}**"
         goal = f"{r['sign'].replace('<=', '≤').replace('>=', '≥')} {r['goal']:g}{unit}"
         verdict = "met" if r["met"] else "missed"
         rows.append(
@@ -35,6 +35,19 @@ def render(results: dict[str, Any]) -> str:
             f"| `{r['command']}` ({r['date']}, {r['load']}) |"
         )
     return "\n".join(rows)
+
+
+def _shown(r: dict[str, Any]) -> str:
+    """The value to 3 significant digits, or more where 3 would round a missed figure onto its goal."""
+    value = r["value"]
+    if value >= 100:
+        return f"{value:,.0f}"
+    for digits in range(3, 8):
+        text = f"{value:.{digits}g}"
+        shown = float(text)
+        if (shown >= r["goal"] if r["sign"] == ">=" else shown <= r["goal"]) == r["met"]:
+            return text
+    return text
 
 
 def main() -> int:

@@ -128,11 +128,13 @@ def find_config(explicit: str | os.PathLike | None = None) -> Path:
     )
 
 
-def load_config(path: str | os.PathLike | None = None) -> Config:
-    """Find, read, interpolate and validate a config file."""
-    found = find_config(path)
+def read_config_file(found: Path) -> Any:
+    """The YAML in ``found``; unreadable, non-UTF-8 or invalid YAML is a ConfigError naming the file (exit 2).
+
+    One reader for every command that opens a config (``load_config``, the app's per-provider loader).
+    """
     try:
-        raw = yaml.safe_load(found.read_text(encoding="utf-8"))
+        return yaml.safe_load(found.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(
             "not UTF-8 text: is it the right file? Save YAML as UTF-8", file=str(found)
@@ -143,6 +145,12 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"not valid YAML{where}", file=str(found)) from None
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    """Find, read, interpolate and validate a config file."""
+    found = find_config(path)
+    raw = read_config_file(found)
     return parse_config(raw if raw is not None else {}, source=str(found))
 
 

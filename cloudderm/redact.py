@@ -9,16 +9,18 @@ output. Cassettes (:mod:`cloudderm.testing.redact`) build on the same rules.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 __all__ = [
     "REDACTED",
+    "VALUE_MASK",
     "is_secret_header",
     "is_secret_name",
     "is_secret_query_name",
     "keep_headers",
+    "mask_values",
     "public_query",
     "redact_uri",
     "scrub_mapping",
@@ -27,6 +29,8 @@ __all__ = [
 ]
 
 REDACTED = "<redacted>"
+# What a known secret *value* becomes in a message (historic: tests and docs quote "***").
+VALUE_MASK = "***"
 
 SECRET_NAME_PARTS = ("key", "token", "secret", "password", "signature", "credential")
 # Header names are a closed vocabulary, so a broader net costs nothing there (x-ms-authorization-auxiliary).
@@ -149,3 +153,24 @@ def _scrub_field(name: Any, value: Any) -> Any:
     if isinstance(name, str) and isinstance(value, str) and is_secret_name(name):
         return REDACTED
     return scrub_mapping(value)
+
+
+def mask_values(text: str, secrets: Iterable[Any]) -> str:
+    """``text`` with every known secret *value* replaced by ``***``.
+
+    The pattern rules above catch secrets by where they sit (a URL's ``sig=``, an ``api_key=`` pair); a server
+    that echoes the key back in prose ("invalid key abc123") is only caught by value. ``secrets`` may hold
+    pydantic ``SecretStr`` (how settings keep keys; read by duck typing so this module stays a leaf), plain
+    strings (a key already read for a header) or None/empty (ignored).
+    """
+    if not text:
+        return text
+    values = []
+    for held in secrets:
+        reveal = getattr(held, "get_secret_value", None)
+        value = reveal() if callable(reveal) else held
+        if value:
+            values.append(str(value))
+    for value in sorted(values, key=len, reverse=True):  # a longer secret first: a prefix must not split it
+        text = text.replace(value, VALUE_MASK)
+    return text

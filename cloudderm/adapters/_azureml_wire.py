@@ -38,6 +38,7 @@ from cloudderm.errors import (
     ProviderTimeout,
     ResponseFormatError,
 )
+from cloudderm.redact import mask_values
 
 __all__ = [
     "MAX_REQUEST_BYTES",
@@ -51,7 +52,6 @@ __all__ = [
     "region_from_uri",
     "request_id_from",
     "retry_after_from",
-    "scrub",
     "split_requests",
     "truncation_warning",
 ]
@@ -74,13 +74,16 @@ _TRANSFORMERS_ENVELOPE = len(b'{"input_data": []}')
 
 # ---- request -------------------------------------------------------------------------------------
 def encode_request(images: Sequence[bytes], response_format: ResponseFormat) -> bytes:
-    """The JSON body that scores ``images`` (raw encoded image bytes), in order."""
-    data = [base64.b64encode(image).decode("ascii") for image in images]
+    """The JSON body that scores ``images`` (raw encoded image bytes), in order.
+
+    The bytes are exactly ``json.dumps(payload).encode()``, assembled directly: base64 text needs no JSON
+    escaping, so there is no reason to decode it to ``str``, scan it again and re-encode it per call.
+    """
+    data = b'", "'.join(base64.b64encode(image) for image in images)
+    items = b'["' + data + b'"]' if images else b"[]"
     if response_format == "transformers":
-        payload: dict[str, Any] = {"input_data": data}
-    else:
-        payload = {"input_data": {"columns": ["image"], "data": data}}
-    return json.dumps(payload).encode("utf-8")
+        return b'{"input_data": ' + items + b"}"
+    return b'{"input_data": {"columns": ["image"], "data": ' + items + b"}}"
 
 
 def encoded_size(image_bytes: int) -> int:
@@ -217,10 +220,13 @@ def _lower(headers: Mapping[str, str]) -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in headers.items()}
 
 
-def request_id_from(headers: Mapping[str, str]) -> str | None:
-    """The endpoint's request id (``x-request-id``, or the deprecated ``x-ms-request-id``)."""
-    lowered = _lower(headers)
-    return next((lowered[h] for h in REQUEST_ID_HEADERS if lowered.get(h)), None)
+def request_id_from(headers: Mapping[str, str], *, lowered: bool = False) -> str | None:
+    """The endpoint's request id (``x-request-id``, or the deprecated ``x-ms-request-id``).
+
+    ``lowered=True`` says the names are already lower-case (the adapter lowers them once per answer).
+    """
+    lowered_headers = headers if lowered else _lower(headers)
+    return next((lowered_headers[h] for h in REQUEST_ID_HEADERS if lowered_headers.get(h)), None)
 
 
 def retry_after_from(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
@@ -270,18 +276,6 @@ def endpoint_from_uri(uri: str) -> str | None:
     return match.group("endpoint") if match else None
 
 
-def scrub(text: str, secrets: Iterable[SecretStr | str]) -> str:
-    """``text`` with every secret value replaced, for messages that quote what a server said.
-
-    Accepts ``SecretStr`` (how settings hold keys) or plain strings (a key already read for a header).
-    """
-    for held in secrets:
-        secret = held.get_secret_value() if isinstance(held, SecretStr) else held
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
 # ---- errors --------------------------------------------------------------------------------------
 _AUTH_HINTS = {
     (401, "key"): "the key was rejected: use the endpoint's current primary or secondary key "
@@ -316,10 +310,10 @@ def error_for_status(
     configured retries on transient statuses, so the runner must not retry again (see docs/azureml.md).
     """
     lowered = _lower(headers)
-    where = {"provider": provider, "endpoint": endpoint, "request_id": request_id_from(lowered)}
+    where = {"provider": provider, "endpoint": endpoint, "request_id": request_id_from(lowered, lowered=True)}
     after = f" (after {attempts} attempts)" if attempts > 1 else ""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-    excerpt = scrub(text, secrets)[:BODY_EXCERPT_CHARS].strip()
+    excerpt = mask_values(text, secrets)[:BODY_EXCERPT_CHARS].strip()
     said = f"; the endpoint said: {excerpt!r}" if excerpt and status not in (401, 403) else ""
     if (status, auth) in _AUTH_HINTS:
         return ProviderAuthError(_AUTH_HINTS[(status, auth)] + after, status=status, retryable=False, **where)

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from cloudderm.adapters._azureml_wire import scrub  # the one scrubber until cloudderm/redact.py lands
 from cloudderm.errors import ProviderError, ProviderHTTPError, ProviderThrottled, ProviderTimeout
+from cloudderm.redact import mask_values
 
-__all__ = ["error_for_status", "retry_after_from", "scrub", "transport_error"]
+__all__ = ["error_for_status", "retry_after_from", "transport_error"]
 
 MESSAGE_CHARS = 200
 
@@ -48,7 +48,7 @@ def error_for_status(
     adapter recognised as a size refusal) names the size limit; 5xx are retryable.
     """
     where: dict[str, Any] = {"provider": provider, "endpoint": endpoint, "request_id": request_id}
-    said = scrub(message, secrets)[:MESSAGE_CHARS].strip()
+    said = mask_values(message, secrets)[:MESSAGE_CHARS].strip()
     quoted = f"; the service said: {said!r}" if said else ""
     if status in (401, 403):
         meaning = "unauthorized" if status == 401 else "forbidden"

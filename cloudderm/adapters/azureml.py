@@ -29,7 +29,6 @@ from cloudderm.adapters._azureml_wire import (
     error_for_status,
     region_from_uri,
     request_id_from,
-    scrub,
     split_requests,
     truncation_warning,
 )
@@ -46,6 +45,7 @@ from cloudderm.errors import (
 )
 from cloudderm.facts import ServiceFacts
 from cloudderm.images import PreparedImage
+from cloudderm.redact import mask_values
 
 __all__ = ["AzureMLClassifier", "AzureMLSettings"]
 
@@ -116,6 +116,7 @@ class AzureMLClassifier(Classifier[AzureMLSettings]):
         self._pipeline: Any = None
         self._pipeline_transport: Any = None
         self._scoring_uri = _with_endpoint_url(settings.scoring_uri, settings.endpoint_url)
+        self._model_id: tuple[str | None, str] | None = None
         # Only as SecretStr: vars(clf), reprs and tracebacks show ********** instead of a key.
         self._secrets: list[SecretStr] = [settings.api_key] if settings.api_key else []
 
@@ -161,11 +162,15 @@ class AzureMLClassifier(Classifier[AzureMLSettings]):
     # ---- identity ---------------------------------------------------------------------------------
     @property
     def model_id(self) -> str:
-        s = self.settings
-        uri = self._scoring_uri or ""
-        host = urlparse(uri).netloc.rsplit("@", 1)[-1]  # never user info: the id is written everywhere
-        endpoint = s.endpoint_name or endpoint_from_uri(uri) or host or "azureml-endpoint"
-        return f"{endpoint}/{s.deployment}" if s.deployment else endpoint
+        uri = self._scoring_uri
+        cached = self._model_id
+        if cached is None or cached[0] != uri:  # parsed once per scoring URI, not once per call
+            s = self.settings
+            text = uri or ""
+            host = urlparse(text).netloc.rsplit("@", 1)[-1]  # never user info: the id is written everywhere
+            endpoint = s.endpoint_name or endpoint_from_uri(text) or host or "azureml-endpoint"
+            cached = self._model_id = (uri, f"{endpoint}/{s.deployment}" if s.deployment else endpoint)
+        return cached[1]
 
     @property
     def region(self) -> str | None:
@@ -237,7 +242,7 @@ class AzureMLClassifier(Classifier[AzureMLSettings]):
         except Exception as e:
             raise ProviderError(
                 f"discovering endpoint {s.endpoint_name!r} in workspace {s.workspace!r} failed: "
-                f"{type(e).__name__}: {scrub(str(e), self._secrets)[:200]}",
+                f"{type(e).__name__}: {mask_values(str(e), self._secrets)[:200]}",
                 provider=self.name,
                 endpoint=s.endpoint_name,
                 retryable=False,
@@ -339,7 +344,7 @@ class AzureMLClassifier(Classifier[AzureMLSettings]):
                 attempts=attempts,
                 secrets=self._secrets,
             )
-        request_id = request_id_from(headers) or request.headers.get("x-ms-client-request-id")
+        request_id = request_id_from(headers, lowered=True) or request.headers.get("x-ms-client-request-id")
         try:
             decoded = decode_response(http.content, len(images), s.response_format)
         except ResponseFormatError as e:
@@ -374,7 +379,7 @@ class AzureMLClassifier(Classifier[AzureMLSettings]):
         )
 
         where = {"provider": self.name, "endpoint": uri, "retryable": False}
-        said = scrub(str(error), self._secrets)[:200]
+        said = mask_values(str(error), self._secrets)[:200]
         if isinstance(error, (ServiceRequestTimeoutError, ServiceResponseTimeoutError)):
             return ProviderTimeout(
                 f"no answer within {timeout:g} s (timeout_s); the endpoint may be cold", **where

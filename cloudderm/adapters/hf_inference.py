@@ -18,12 +18,13 @@ from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr, field_validator
 
-from cloudderm.adapters._http_faults import error_for_status, scrub
+from cloudderm.adapters._http_faults import error_for_status
 from cloudderm.adapters._net import is_loopback
 from cloudderm.classifier import AdapterSettings, Classifier, ImageLimits, RawResult
 from cloudderm.errors import MissingDependencyError, ProviderError, ProviderTimeout, ResponseFormatError
 from cloudderm.governance.card import ModelFacts, ServiceFacts
 from cloudderm.images import PreparedImage
+from cloudderm.redact import mask_values
 from cloudderm.registry import install_hint
 
 __all__ = ["HFInferenceClassifier", "HFInferenceSettings", "decode_response"]
@@ -173,7 +174,7 @@ class HFInferenceClassifier(Classifier):
             raise error_for_status(
                 status,
                 headers,
-                scrub(str(getattr(e, "server_message", "") or ""), secrets),
+                mask_values(str(getattr(e, "server_message", "") or ""), secrets),
                 auth_hint=AUTH_HINT,
                 size_hint="the image is larger than the endpoint accepts",
                 not_found_hint=f"no model {self.hf.model!r} served by this provider or endpoint",

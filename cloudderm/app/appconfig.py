@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import os
 
-import yaml
-
 from cloudderm.app.providers import Unavailable
-from cloudderm.config import Config, find_config, parse_config
+from cloudderm.config import Config, find_config, parse_config, read_config_file
 from cloudderm.errors import ConfigError
 
 __all__ = ["load_app_config"]
@@ -22,12 +20,7 @@ def load_app_config(path: str | os.PathLike | None) -> tuple[Config, list[Unavai
         ConfigError: the file itself is unreadable or invalid outside ``providers``.
     """
     file = find_config(path)
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError:
-        raise ConfigError("not UTF-8 text: save the YAML as UTF-8", file=str(file)) from None
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"cannot read the config: {e}", file=str(file)) from None
+    data = read_config_file(file) or {}
     try:
         return parse_config(data, source=str(file)), []
     except ConfigError:

@@ -147,12 +147,10 @@ def _last_answer(store: Path) -> float:
 
 def _store_rows(path: Path, taxonomy_name: str) -> Iterable[dict[str, Any]]:
     """Rows of a run still being written, shaped exactly as ``predictions.jsonl`` will have them."""
-    # the one owner of a stored answer's canonical code/triage
-    from cloudderm.compare.export import ExportTarget, _line
+    from cloudderm.compare.export import ExportTarget, export_line  # the one owner of code/triage/warnings
     from cloudderm.taxonomy import get_taxonomy
 
     taxonomy = get_taxonomy(taxonomy_name)
-    targets: dict[str, ExportTarget] = {}
     conn = _connect(path)
     try:
         query = (
@@ -168,8 +166,7 @@ def _store_rows(path: Path, taxonomy_name: str) -> Iterable[dict[str, Any]]:
                 "metadata": json.loads(metadata),
             }
             answer = {"status": status, "attempts": attempts, **json.loads(record)}
-            target = targets.setdefault(provider, ExportTarget(provider, "", taxonomy))
-            yield _line(item, provider, answer, target)
+            yield export_line(item, provider, answer, ExportTarget(provider, "", taxonomy))
     finally:
         conn.close()
 

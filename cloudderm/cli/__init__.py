@@ -167,3 +167,14 @@ def selected_providers(config, names: Sequence[str] | None) -> list[str]:  # typ
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free one) to 65535; anything else is a usage error (exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: a port is 0 (any free one) to 65535")
+    return value

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cloudderm.cli import EXIT_OK, add_config_option
-from cloudderm.cli.cmd_emulate import port_number
+from cloudderm.cli import EXIT_OK, add_config_option, port_number
 
 
 def register(sub: argparse._SubParsersAction) -> None:

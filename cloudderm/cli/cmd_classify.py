@@ -1,4 +1,8 @@
-"""``cloudderm classify IMAGE... [-c CFG] [-p NAME]... [--json]``: one table row per image x provider."""
+"""``cloudderm classify IMAGE... [-c CFG] [-p NAME]... [--json] [--age Y --sex S --site TEXT]``.
+
+One table row per image x provider. ``--age/--sex/--site`` build the ``ImageContext`` sent with every
+image, so a provider that reads metadata (the zoo's ``use_metadata: true``, a VLM's prompt) gets it.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +31,41 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["enforce", "warn"],
         help="override the config's policy mode: warn records violations on every prediction instead",
     )
+    meta = p.add_argument_group(
+        "patient/lesion context (sent with every image; providers that cannot use it ignore it)"
+    )
+    meta.add_argument("--age", type=_age, metavar="YEARS", help="patient age in years (0..150)")
+    meta.add_argument("--sex", choices=["female", "male", "unknown"], help="patient sex")
+    meta.add_argument("--site", type=_site, metavar="TEXT", help='lesion site, free text (e.g. "back")')
     p.set_defaults(func=run)
+
+
+def _age(text: str) -> float:
+    """``--age``: years, checked by ``ImageContext`` itself so the CLI and the library agree on the range."""
+    from cloudderm.core import ImageContext
+
+    try:
+        age = float(text)
+        ImageContext(age=age)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"age must be years in 0..150, got {text!r}") from None
+    return age
+
+
+def _site(text: str) -> str:
+    site = text.strip()
+    if not site:
+        raise argparse.ArgumentTypeError("site must not be empty (omit --site when it is unknown)")
+    return site
+
+
+def context_from(args: argparse.Namespace) -> Any:
+    """The ``ImageContext`` the flags describe; None when no flag was given (as if no metadata is known)."""
+    from cloudderm.core import ImageContext
+
+    if args.age is None and args.sex is None and args.site is None:
+        return None
+    return ImageContext(age=args.age, sex=args.sex, site=args.site)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     names = selected_providers(config, args.providers)
     paths = expand_images(args.images)  # a missing file or an empty folder: exit 2 before anything loads
     classifiers = [build_classifier(name, config) for name in names]  # policy checked before any send
+    context = context_from(args)
     rows: list[dict[str, Any]] = []
     failures = 0
     try:
@@ -55,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         for path, image in prepared:
             for clf in classifiers:
                 try:
-                    prediction = clf.classify(image)
+                    prediction = clf.classify(image, context=context)
                     row = {"image": path, **prediction.model_dump(mode="json")}
                 except CloudDermError as e:
                     failures += 1

@@ -55,8 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--workers",
         type=positive_int,
         metavar="N",
-        help="processes for image preparation and local models (default: $CLOUDDERM_WORKERS, else the "
-        "number of cores up to 8); cloud calls stay on threads; see docs/compare.md",
+        help="processes for image preparation and local models (default: $CLOUDDERM_WORKERS, else 1; "
+        "each worker loads its own model copy, so raise it for large runs only); cloud calls stay on "
+        "threads; see docs/compare.md",
     )
     p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N images")
     p.add_argument("--no-resume", action="store_true", help="discard stored answers and start fresh")

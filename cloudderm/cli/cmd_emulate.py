@@ -12,7 +12,7 @@ import signal
 import threading
 from typing import TYPE_CHECKING
 
-from cloudderm.cli import EXIT_OK, add_config_option, selected_providers
+from cloudderm.cli import EXIT_OK, add_config_option, port_number, selected_providers
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -178,17 +178,6 @@ def print_banner(emu: Emulator, console: Console, warnings: list[str]) -> None:
     console.print("providers block for cloudderm.yaml:")
     print(emu.providers_yaml(), flush=True)
     console.print("[dim]Ctrl-C to stop[/]")
-
-
-def port_number(text: str) -> int:
-    """An argparse type: a TCP port, 0 (any free one) to 65535; anything else is a usage error (exit 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is out of range: a port is 0 (any free one) to 65535")
-    return value
 
 
 def _listen(emu: Emulator, port: int) -> Emulator:

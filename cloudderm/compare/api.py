@@ -85,8 +85,9 @@ def run_compare(
         breaker_threshold: consecutive failed calls that stop calling a provider (0: never).
         resume_hint: the command to show when interrupted (the CLI passes its own command line).
         sleep: wait function for retries and rate limiting (tests inject a fake).
-        workers: processes for preparation and local models (None: ``$CLOUDDERM_WORKERS``, else the
-            number of cores up to 8; 1: everything in this process). Cloud calls stay on threads here.
+        workers: processes for preparation and local models (None: ``$CLOUDDERM_WORKERS``, else 1:
+            everything in this process, since each worker loads its own model copy). Cloud calls stay
+            on threads here.
 
     Returns:
         The ``summary.json`` dict (``cloudderm.results.Summary``) plus this run's counts under ``run``.

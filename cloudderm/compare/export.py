@@ -22,7 +22,7 @@ from cloudderm.compare.store import ResultStore
 from cloudderm.results import RECORD_KEYS
 from cloudderm.taxonomy import Taxonomy, is_out_of_domain_warning
 
-__all__ = ["PREDICTION_KEYS", "ExportTarget", "export_predictions"]
+__all__ = ["PREDICTION_KEYS", "ExportTarget", "export_line", "export_predictions"]
 
 PREDICTION_KEYS = RECORD_KEYS  # the line shape is defined once, in cloudderm.results
 
@@ -47,14 +47,20 @@ def export_predictions(
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         for item, name, answer in store.iter_run([(p.name, p.config_hash) for p in providers]):
-            record = _line(item, name, answer, by_name[name])
+            record = export_line(item, name, answer, by_name[name])
             counts[name][record["status"]] += 1
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
     return counts
 
 
-def _line(item: dict[str, Any], provider: str, answer: dict[str, Any] | None, target: ExportTarget) -> dict:
+def export_line(
+    item: dict[str, Any], provider: str, answer: dict[str, Any] | None, target: ExportTarget
+) -> dict:
+    """One ``predictions.jsonl`` record: the one place a stored raw answer gets its code, triage, warnings.
+
+    The app's results tab reads a running store through this too, so a live row equals its exported line.
+    """
     if answer is None:
         answer = {"status": "skipped", "error": "no answer recorded (the run was interrupted)", "attempts": 0}
     labels = answer.get("labels") or []

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudderm.errors import CloudDermError, MissingDependencyError
+from cloudderm.redact import mask_values
 
 __all__ = [
     "DEFAULT_EXPERIMENT",
@@ -93,8 +94,9 @@ def log_comparison_safely(
     try:
         return log_comparison(out, experiment=experiment)
     except Exception as e:  # tracking must never cost the comparison its outputs
+        said = mask_values(str(e), _mlflow_secrets())[:300]
         message = (
-            f"MLflow tracking failed ({type(e).__name__}: {_scrub(str(e))[:300]}); the comparison's outputs "
+            f"MLflow tracking failed ({type(e).__name__}: {said}); the comparison's outputs "
             f"in {out} are complete. Re-run the same command with --mlflow to log it."
         )
         if warn is not None:
@@ -106,8 +108,8 @@ def log_comparison_safely(
         return None
 
 
-def _scrub(text: str) -> str:
-    """MLflow's own credentials (password in the URI, password or token variables) out of an error text."""
+def _mlflow_secrets() -> list[str | None]:
+    """MLflow's own credentials (password in the URI, password or token variables), to mask by value."""
     from urllib.parse import urlsplit
 
     secrets = [os.environ.get(v) for v in ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")]
@@ -115,9 +117,7 @@ def _scrub(text: str) -> str:
         secrets.append(urlsplit(os.environ.get("MLFLOW_TRACKING_URI", "")).password)
     except ValueError:
         pass
-    for secret in filter(None, secrets):
-        text = text.replace(str(secret), "***")
-    return text
+    return secrets
 
 
 def log_comparison(out: str | os.PathLike, *, experiment: str | None = None) -> MlflowLogged:

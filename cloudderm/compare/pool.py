@@ -32,9 +32,12 @@ if TYPE_CHECKING:
     from cloudderm.images import PreparedImage
     from cloudderm.prediction import Prediction
 
-__all__ = ["MAX_DEFAULT_WORKERS", "WORKERS_ENV", "WorkerPool", "default_workers", "runs_in_worker"]
+__all__ = ["DEFAULT_WORKERS", "WORKERS_ENV", "WorkerPool", "default_workers", "runs_in_worker"]
 
-MAX_DEFAULT_WORKERS = 8
+# One process by default: each worker spawns an interpreter and loads its own copy of every local model, so
+# on a small run that start-up outweighs the parallel work (benchmarks: 24 photos, --workers 2 took 0.44x the
+# speed of --workers 1). Raise it with --workers N / $CLOUDDERM_WORKERS for large runs (docs/compare.md).
+DEFAULT_WORKERS = 1
 WORKERS_ENV = "CLOUDDERM_WORKERS"  # the test suite sets it to 1; users may set their own default
 _PARENT_POLL_S = 0.5
 _THREAD_FIELDS = ("threads", "onnx_threads", "intra_op_threads")
@@ -43,7 +46,7 @@ _ADAPTERS: dict[str, Classifier] = {}  # in a worker: config hash -> its own cop
 
 
 def default_workers() -> int:
-    """``$CLOUDDERM_WORKERS`` when set, else the number of cores, at most 8."""
+    """``$CLOUDDERM_WORKERS`` when set, else ``DEFAULT_WORKERS`` (1: no worker processes)."""
     text = os.environ.get(WORKERS_ENV)
     if text:
         try:
@@ -53,7 +56,7 @@ def default_workers() -> int:
         if value < 1:
             raise ConfigError(f"{WORKERS_ENV}={text!r}: expected a whole number of at least 1")
         return value
-    return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
+    return DEFAULT_WORKERS
 
 
 def runs_in_worker(classifier: Classifier) -> bool:

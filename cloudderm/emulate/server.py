@@ -55,6 +55,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(Reply(400, b"bad Content-Length", {"Content-Type": "text/plain"}), close=True)
                 return
             body = self.rfile.read(size) if size else b""
+            if len(body) < size:  # the client went away mid-upload: no request arrived, so none is counted
+                self.close_connection = True
+                return
         headers = {k: v for k, v in self.headers.items()}
         reply = self.server.app.handle(self.command, self.path, _Caseless(headers), body)
         self._send(reply)

@@ -157,6 +157,19 @@ def test_request_matches_shared_template(provider_payloads):
     assert base64.b64decode(ours["input_data"]["data"][0]) == b"\xff\xd8jpeg"
 
 
+@pytest.mark.parametrize("response_format", ["automl", "transformers"])
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_request_body_is_byte_for_byte_the_json_encoding(response_format, count):
+    images = [bytes(range(i, 256)) * (i + 1) for i in range(count)]
+    data = [base64.b64encode(image).decode("ascii") for image in images]
+    payload = (
+        {"input_data": data}
+        if response_format == "transformers"
+        else {"input_data": {"columns": ["image"], "data": data}}
+    )
+    assert wire.encode_request(images, response_format) == json.dumps(payload).encode("utf-8")
+
+
 # ---- decoders on inline documented bodies --------------------------------------------------------
 @pytest.mark.parametrize("doc", [DOC_MULTICLASS, DOC_MULTILABEL])
 def test_decodes_documented_automl_bodies(doc):

@@ -255,7 +255,8 @@ def test_malformed_kserve_answer_is_a_response_format_error() -> None:
 
 
 def test_price_queries_come_from_settings_alone(emulator) -> None:
-    from cloudderm.pricing.resolve import PricingTarget, resolve
+    from cloudderm.factory import pricing_target
+    from cloudderm.pricing.resolve import resolve
 
     config = parse_config(
         {
@@ -270,7 +271,7 @@ def test_price_queries_come_from_settings_alone(emulator) -> None:
         env={},
     )
     resolved = {
-        name: resolve(PricingTarget.from_settings(name, config.provider(name))) for name in config.providers
+        name: resolve(pricing_target(name, config.provider(name))) for name in config.providers
     }
     vision = resolved["gv"].model
     assert vision is not None and vision.cost_per_call(1) is not None  # the sourced LABEL_DETECTION tiers

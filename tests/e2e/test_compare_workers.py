@@ -178,7 +178,9 @@ def test_bad_workers_environment_is_exit_2(tmp_path: Path, monkeypatch, capsys) 
     assert main(["compare", str(images), "-c", str(config), "-o", str(tmp_path / "o"), "--no-progress"]) == 2
     assert "CLOUDDERM_WORKERS" in capsys.readouterr().err
     monkeypatch.delenv("CLOUDDERM_WORKERS")
-    assert 1 <= default_workers() <= 8
+    assert default_workers() == 1, "no worker processes unless asked: each one loads its own model copy"
+    monkeypatch.setenv("CLOUDDERM_WORKERS", "3")
+    assert default_workers() == 3
 
 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
@@ -232,3 +234,12 @@ def test_workers_use_the_providers_threads_and_one_when_unset(local_model: Path)
         copy.settings.onnx_threads == 1 and unset.settings.onnx_threads is None
     )  # the parent's is untouched
     assert _with_threads(three) is three
+
+
+def test_compare_without_workers_flag_or_environment_runs_in_one_process(tmp_path: Path, monkeypatch) -> None:
+    images, _labels = make_dataset(tmp_path, 2)
+    config = write_config(tmp_path / "c.yaml")
+    monkeypatch.delenv("CLOUDDERM_WORKERS", raising=False)
+    out = tmp_path / "o"
+    assert main(["compare", str(images), "-c", str(config), "-o", str(out), "--no-progress"]) == 0
+    assert json.loads((out / "summary.json").read_text())["run"]["workers"] == 1

@@ -36,3 +36,14 @@ def test_render_shows_goals_and_hides_figures_of_older_code(readme_table) -> Non
     table = readme_table.render(results)
     assert "| fast path | **0.48x** | ≤ 0.5x | met | 93 ms |" in table
     assert "3.9" not in table
+
+
+def test_render_never_rounds_a_missed_figure_onto_its_goal(readme_table) -> None:  # type: ignore[no-untyped-def]
+    common = {"unit": "x", "sign": "<=", "command": "python benchmarks/b.py", "date": "d", "load": "l"}
+    results = {
+        "missed": {**common, "label": "on the line", "value": 1.1534, "goal": 1.15, "met": False},
+        "met": {**common, "label": "under", "value": 1.0471, "goal": 1.15, "met": True},
+    }
+    table = readme_table.render(results)
+    assert "| on the line | **1.153x** | ≤ 1.15x | missed |" in table
+    assert "| under | **1.05x** | ≤ 1.15x | met |" in table

@@ -373,6 +373,27 @@ def test_vertex_rest_client_talks_to_the_emulator(fake: FakeClassifier) -> None:
 
 
 # ---- routing, snippets, real payload shapes --------------------------------------------------------------
+def test_an_upload_cut_off_midway_is_not_a_request(emu: Emulator, fake: FakeClassifier) -> None:
+    """A client killed mid-upload (SIGKILL in the resume tests) sent no image: nothing scored or counted."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(emu.sagemaker_url)
+    head = (
+        "POST /endpoints/jsv/invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-image\r\n"
+        f"Content-Length: {len(IMG)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((url.hostname, url.port), timeout=5) as conn:
+        conn.sendall(head + IMG[: len(IMG) // 2])
+        conn.shutdown(socket.SHUT_WR)
+        assert conn.recv(1024) == b""  # closed without an answer
+    assert emu.endpoint_stats("sagemaker", "jsv").per_image == {}
+    status, _, _ = post(
+        emu.sagemaker_url + "/endpoints/jsv/invocations", IMG, {"Content-Type": "application/x-image"}
+    )
+    assert status == 200 and sum(emu.endpoint_stats("sagemaker", "jsv").per_image.values()) == 1
+
+
 def test_unknown_routes_and_methods(emu: Emulator) -> None:
     assert post(f"{emu.base_url}/elsewhere", b"")[0] == 404
     request = urllib.request.Request(f"{emu.base_url}/endpoints/js/invocations", method="GET")

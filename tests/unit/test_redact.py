@@ -50,3 +50,37 @@ def test_cassette_rules_come_from_the_core() -> None:
     import cloudderm.testing.redact as cassettes
 
     assert cassettes.redact_uri is core.redact_uri and cassettes.is_secret_name is core.is_secret_name
+
+
+def test_mask_values_hides_known_secret_values_given_as_secretstr_or_str():
+    from pydantic import SecretStr
+
+    from cloudderm.redact import VALUE_MASK, mask_values
+
+    text = "invalid key abc123XYZ for tok-456 (abc123XYZ)"
+    masked = mask_values(text, [SecretStr("abc123XYZ"), "tok-456", None, ""])
+    assert "abc123XYZ" not in masked and "tok-456" not in masked
+    assert masked == f"invalid key {VALUE_MASK} for {VALUE_MASK} ({VALUE_MASK})"
+    assert mask_values("", ["x"]) == ""
+    assert mask_values("nothing secret", []) == "nothing secret"
+
+
+def test_mask_values_masks_a_longer_secret_before_its_prefix():
+    from cloudderm.redact import mask_values
+
+    assert mask_values("key=abcdef", ["abc", "abcdef"]) == "key=***"
+
+
+def test_mlflow_tracking_failure_message_masks_mlflow_credentials(monkeypatch):
+    import cloudderm.compare.mlflow_tracking as tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "s3cr3t-token")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://user:hunter2pw@localhost:5000")
+
+    def boom(out, experiment=None):
+        raise RuntimeError("server rejected s3cr3t-token from user:hunter2pw")
+
+    monkeypatch.setattr(tracking, "log_comparison", boom)
+    said = []
+    assert tracking.log_comparison_safely("out", warn=said.append) is None
+    assert "s3cr3t-token" not in said[0] and "hunter2pw" not in said[0] and "***" in said[0]
