@@ -270,9 +270,7 @@ def test_price_queries_come_from_settings_alone(emulator) -> None:
         },
         env={},
     )
-    resolved = {
-        name: resolve(pricing_target(name, config.provider(name))) for name in config.providers
-    }
+    resolved = {name: resolve(pricing_target(name, config.provider(name))) for name in config.providers}
     vision = resolved["gv"].model
     assert vision is not None and vision.cost_per_call(1) is not None  # the sourced LABEL_DETECTION tiers
     assert resolved["ks-local"].model is not None and resolved["ks-remote"].model is None
