@@ -20,7 +20,7 @@ from abc import abstractmethod
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlparse
 
 from pydantic import Field, field_validator, model_validator
@@ -85,7 +85,10 @@ class Reply:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-class GenerativeClassifier(Classifier):
+GenSettingsT = TypeVar("GenSettingsT", bound=GenerativeSettings)
+
+
+class GenerativeClassifier(Classifier[GenSettingsT]):
     """A vision-language model used as a classifier; subclasses implement ``_ask`` and the facts."""
 
     Settings: ClassVar[type[AdapterSettings]] = GenerativeSettings
@@ -93,7 +96,6 @@ class GenerativeClassifier(Classifier):
 
     def __init__(self, name: str, settings: GenerativeSettings, **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
-        self.gen = settings
         template, source = load_template(settings.prompt)
         self.prompt: RenderedPrompt = render_prompt(template, self.taxonomy, source=source)
 
@@ -105,7 +107,7 @@ class GenerativeClassifier(Classifier):
     # ---- shared behaviour -----------------------------------------------------------------------
     @property
     def model_id(self) -> str:
-        return self.gen.model
+        return self.settings.model
 
     def prompt_text(self, image: PreparedImage) -> str:
         """The rendered prompt, plus one line of the image's context (age, sex, site) when it has one."""
@@ -126,7 +128,7 @@ class GenerativeClassifier(Classifier):
 
     def model_facts(self) -> ModelFacts:
         return ModelFacts(
-            model_id=self.gen.model,
+            model_id=self.settings.model,
             intended_use=NO_MEDICAL_USE,
             label_domain="in-domain",
             labels=list(self.prompt.codes),
@@ -137,20 +139,20 @@ class GenerativeClassifier(Classifier):
         return [self._classify_one(image) for image in images]
 
     def _classify_one(self, image: PreparedImage) -> RawResult:
-        replies = [self._ask(image) for _ in range(self.gen.samples)]
+        replies = [self._ask(image) for _ in range(self.settings.samples)]
         parsed = [self._parse(reply) for reply in replies]
         usage = _sum_usage(r.usage for r in replies)
         last = replies[-1]
         details: dict[str, Any] = {
             "prompt_sha256": self.prompt.sha256,
-            "samples": self.gen.samples,
-            "temperature": self.gen.temperature,
+            "samples": self.settings.samples,
+            "temperature": self.settings.temperature,
             "outcomes": [p.outcome for p in parsed],
         }
         for reply in replies:
             details.update(reply.details)
         raw = RawResult(labels=[], model=last.model, request_id=last.request_id, usage=usage, details=details)
-        if self.gen.samples == 1:
+        if self.settings.samples == 1:
             return self._single(parsed[0], replies[0], raw)
         return self._vote(parsed, raw)
 

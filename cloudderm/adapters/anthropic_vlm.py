@@ -72,7 +72,7 @@ def _schema_for_anthropic(codes: tuple[str, ...]) -> dict[str, Any]:
     return schema
 
 
-class AnthropicClassifier(GenerativeClassifier):
+class AnthropicClassifier(GenerativeClassifier[AnthropicSettings]):
     """A Claude model asked through the Messages API."""
 
     adapter = "anthropic"
@@ -81,20 +81,21 @@ class AnthropicClassifier(GenerativeClassifier):
 
     def __init__(self, name: str, settings: AnthropicSettings, **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
-        self.an = settings
         self.timeout_s = settings.timeout_s or DEFAULT_TIMEOUT_S
         self._lock = threading.Lock()
         self._client: Any = None
 
     @property
     def url(self) -> str:
-        return self.an.endpoint_url or DEFAULT_URL
+        return self.settings.endpoint_url or DEFAULT_URL
 
     def service_facts(self) -> ServiceFacts:
         return ServiceFacts(
-            service="Anthropic Messages API" if not self.an.endpoint_url else f"Messages API at {self.host}",
+            service="Anthropic Messages API"
+            if not self.settings.endpoint_url
+            else f"Messages API at {self.host}",
             vendor="anthropic",
-            region=self.an.region,
+            region=self.settings.region,
             data_leaves_machine=not is_loopback(self.url),
             general_purpose_model=True,
         )
@@ -105,7 +106,8 @@ class AnthropicClassifier(GenerativeClassifier):
 
     def price_query(self) -> PriceQuery:
         return PriceQuery(
-            label=f"Anthropic model {self.an.model}", entry_ids=(f"anthropic-tokens-{self.an.model}",)
+            label=f"Anthropic model {self.settings.model}",
+            entry_ids=(f"anthropic-tokens-{self.settings.model}",),
         )
 
     def image_limits(self) -> ImageLimits:
@@ -126,7 +128,7 @@ class AnthropicClassifier(GenerativeClassifier):
             import anthropic
         except ImportError as e:
             raise MissingDependencyError(install_hint("anthropic", "the Anthropic SDK")) from e
-        key = self.an.api_key.get_secret_value() if self.an.api_key else os.environ.get(KEY_ENV)
+        key = self.settings.api_key.get_secret_value() if self.settings.api_key else os.environ.get(KEY_ENV)
         if not key:
             raise ConfigError(
                 f"no Anthropic API key: set api_key: ${{{KEY_ENV}}} or export {KEY_ENV}",
@@ -134,7 +136,7 @@ class AnthropicClassifier(GenerativeClassifier):
                 field="api_key",
             )
         return anthropic.Anthropic(
-            api_key=key, base_url=self.an.endpoint_url, timeout=self.timeout_s, max_retries=0
+            api_key=key, base_url=self.settings.endpoint_url, timeout=self.timeout_s, max_retries=0
         )
 
     def close(self) -> None:
@@ -146,8 +148,8 @@ class AnthropicClassifier(GenerativeClassifier):
     def request_body(self, image: PreparedImage) -> dict[str, Any]:
         """The Messages API arguments for one image: image block first, then the prompt."""
         body: dict[str, Any] = {
-            "model": self.an.model,
-            "max_tokens": self.an.max_output_tokens,
+            "model": self.settings.model,
+            "max_tokens": self.settings.max_output_tokens,
             "messages": [
                 {
                     "role": "user",
@@ -165,7 +167,7 @@ class AnthropicClassifier(GenerativeClassifier):
                 }
             ],
         }
-        if self.an.response_format == "json_schema":
+        if self.settings.response_format == "json_schema":
             body["output_config"] = {
                 "format": {"type": "json_schema", "schema": _schema_for_anthropic(self.prompt.codes)}
             }

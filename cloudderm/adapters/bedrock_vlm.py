@@ -48,7 +48,7 @@ class BedrockSettings(GenerativeSettings):
     max_output_tokens: int = Field(default=64, ge=1, le=4096)
 
 
-class BedrockClassifier(GenerativeClassifier):
+class BedrockClassifier(GenerativeClassifier[BedrockSettings]):
     """A vision-language model on Amazon Bedrock, asked through the Converse API."""
 
     adapter = "bedrock"
@@ -57,7 +57,6 @@ class BedrockClassifier(GenerativeClassifier):
 
     def __init__(self, name: str, settings: BedrockSettings, **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
-        self.br = settings
         self.timeout_s = settings.timeout_s or DEFAULT_TIMEOUT_S
         self._lock = threading.Lock()
         self._client: Any = None
@@ -66,13 +65,15 @@ class BedrockClassifier(GenerativeClassifier):
         return ServiceFacts(
             service="Amazon Bedrock Converse",
             vendor="aws",
-            region=self.br.region,
-            data_leaves_machine=not is_loopback(self.br.endpoint_url),
+            region=self.settings.region,
+            data_leaves_machine=not is_loopback(self.settings.endpoint_url),
             general_purpose_model=True,
         )
 
     def price_query(self) -> PriceQuery:
-        return PriceQuery(label=f"Bedrock model {self.br.model}", entry_ids=(f"aws-tokens-{self.br.model}",))
+        return PriceQuery(
+            label=f"Bedrock model {self.settings.model}", entry_ids=(f"aws-tokens-{self.settings.model}",)
+        )
 
     def image_limits(self) -> ImageLimits:
         return ImageLimits(max_bytes=MAX_IMAGE_BYTES, max_side=MAX_IMAGE_SIDE)
@@ -93,13 +94,13 @@ class BedrockClassifier(GenerativeClassifier):
             from botocore.config import Config
         except ImportError as e:
             raise MissingDependencyError(install_hint("bedrock", "boto3 for Bedrock")) from e
-        session = boto3.Session(profile_name=self.br.profile, region_name=self.br.region)
+        session = boto3.Session(profile_name=self.settings.profile, region_name=self.settings.region)
         config = Config(
             read_timeout=self.timeout_s,
             connect_timeout=10,
             retries={"total_max_attempts": 1, "mode": "standard"},
         )
-        return session.client("bedrock-runtime", endpoint_url=self.br.endpoint_url, config=config)
+        return session.client("bedrock-runtime", endpoint_url=self.settings.endpoint_url, config=config)
 
     def close(self) -> None:
         with self._lock:
@@ -110,7 +111,7 @@ class BedrockClassifier(GenerativeClassifier):
     def request(self, image: PreparedImage) -> dict[str, Any]:
         """The Converse arguments for one image (raw bytes: boto3 base64-encodes them on the wire)."""
         return {
-            "modelId": self.br.model,
+            "modelId": self.settings.model,
             "messages": [
                 {
                     "role": "user",
@@ -125,7 +126,10 @@ class BedrockClassifier(GenerativeClassifier):
                     ],
                 }
             ],
-            "inferenceConfig": {"maxTokens": self.br.max_output_tokens, "temperature": self.br.temperature},
+            "inferenceConfig": {
+                "maxTokens": self.settings.max_output_tokens,
+                "temperature": self.settings.temperature,
+            },
         }
 
     def _ask(self, image: PreparedImage) -> Reply:

@@ -145,7 +145,7 @@ class CloudVisionSettings(AdapterSettings):
         return value.rstrip("/") if value else value
 
 
-class CloudVisionClassifier(Classifier):
+class CloudVisionClassifier(Classifier[CloudVisionSettings]):
     """Label detection through Cloud Vision; several images per request, packed under the byte limit."""
 
     adapter = "cloud-vision"
@@ -155,7 +155,6 @@ class CloudVisionClassifier(Classifier):
 
     def __init__(self, name: str, settings: CloudVisionSettings, **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
-        self.gv: CloudVisionSettings = settings
         self.url = (settings.endpoint_url or DEFAULT_ENDPOINT) + ANNOTATE_PATH
         self._session: Any = None
         self._lock = threading.Lock()
@@ -168,7 +167,7 @@ class CloudVisionClassifier(Classifier):
         return ServiceFacts(
             service="Google Cloud Vision API (label detection)",
             vendor="gcp",
-            region=self.gv.region,
+            region=self.settings.region,
             data_leaves_machine=not is_loopback(self.url),
         )
 
@@ -220,32 +219,34 @@ class CloudVisionClassifier(Classifier):
             raise MissingDependencyError(
                 install_hint("cloud-vision", "google-auth and requests for the Cloud Vision adapter")
             ) from e
-        if self.gv.anonymous:
+        if self.settings.anonymous:
             session = requests.Session()
         else:
             import google.auth
             from google.auth import exceptions as auth_errors
 
             try:
-                credentials, _ = google.auth.default(scopes=[SCOPE], quota_project_id=self.gv.quota_project)
+                credentials, _ = google.auth.default(
+                    scopes=[SCOPE], quota_project_id=self.settings.quota_project
+                )
             except auth_errors.DefaultCredentialsError as e:
                 from cloudderm.errors import ConfigError
 
                 raise ConfigError(f"no Google credentials found: {ADC_HINT}", provider=self.name) from e
             session = AuthorizedSession(credentials)
-        if self.gv.quota_project:
-            session.headers["x-goog-user-project"] = self.gv.quota_project
+        if self.settings.quota_project:
+            session.headers["x-goog-user-project"] = self.settings.quota_project
         session.headers["Content-Type"] = "application/json"
         from cloudderm.adapters._http import pin_environment
 
-        return pin_environment(session, self.url, pool_size=self.gv.concurrency)
+        return pin_environment(session, self.url, pool_size=self.settings.concurrency)
 
     def _infer(self, images: Sequence[PreparedImage]) -> list[RawResult]:
         import requests
 
         session = self._client()
-        timeout = self.gv.timeout_s or DEFAULT_TIMEOUT_S
-        body = json.dumps(encode_request([i.data for i in images], self.gv.max_results))
+        timeout = self.settings.timeout_s or DEFAULT_TIMEOUT_S
+        body = json.dumps(encode_request([i.data for i in images], self.settings.max_results))
         try:
             response = session.post(self.url, data=body, timeout=timeout)
         except requests.RequestException as e:
@@ -282,7 +283,7 @@ class CloudVisionClassifier(Classifier):
             ) from e
         results = []
         for labels, details in decoded:
-            truncated = len(labels) >= self.gv.max_results
+            truncated = len(labels) >= self.settings.max_results
             warnings = ["generic labels: Cloud Vision label detection names objects and scenes, not lesions"]
             if truncated:
                 details["truncated_labels"] = True

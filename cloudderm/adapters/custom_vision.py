@@ -130,7 +130,7 @@ class CustomVisionSettings(AdapterSettings):
         return value.rstrip("/")
 
 
-class CustomVisionClassifier(Classifier):
+class CustomVisionClassifier(Classifier[CustomVisionSettings]):
     """Classify through a published Custom Vision iteration, one image per request."""
 
     adapter = "custom-vision"
@@ -139,7 +139,6 @@ class CustomVisionClassifier(Classifier):
 
     def __init__(self, name: str, settings: CustomVisionSettings, **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
-        self.cv: CustomVisionSettings = settings
         self.url = predict_url(
             settings.endpoint_url or settings.endpoint,
             settings.project_id,
@@ -151,13 +150,13 @@ class CustomVisionClassifier(Classifier):
 
     @property
     def model_id(self) -> str:
-        return f"{self.cv.project_id}/{self.cv.published_name}"
+        return f"{self.settings.project_id}/{self.settings.published_name}"
 
     def service_facts(self) -> ServiceFacts:
         return ServiceFacts(
             service="Azure Custom Vision Prediction API v3.1",
             vendor="azure",
-            region=self.cv.region or region_from_endpoint(self.cv.endpoint),
+            region=self.settings.region or region_from_endpoint(self.settings.endpoint),
             data_leaves_machine=not is_loopback(self.url),
         )
 
@@ -181,14 +180,14 @@ class CustomVisionClassifier(Classifier):
                 session = requests.Session()
                 session.headers.update(
                     {
-                        "Prediction-Key": self.cv.prediction_key.get_secret_value(),
+                        "Prediction-Key": self.settings.prediction_key.get_secret_value(),
                         "Content-Type": "application/octet-stream",
                         "Accept": "application/json",
                     }
                 )
                 from cloudderm.adapters._http import pin_environment
 
-                self._session = pin_environment(session, self.url, pool_size=self.cv.concurrency)
+                self._session = pin_environment(session, self.url, pool_size=self.settings.concurrency)
             return self._session
 
     def _infer(self, images: Sequence[PreparedImage]) -> list[RawResult]:
@@ -198,7 +197,7 @@ class CustomVisionClassifier(Classifier):
         import requests
 
         session = self._client()
-        timeout = self.cv.timeout_s or DEFAULT_TIMEOUT_S
+        timeout = self.settings.timeout_s or DEFAULT_TIMEOUT_S
         try:
             response = session.post(self.url, data=image.data, timeout=timeout)
         except requests.RequestException as e:
@@ -218,7 +217,7 @@ class CustomVisionClassifier(Classifier):
                 size_hint=f"Custom Vision accepts images up to {MAX_IMAGE_BYTES:,} bytes",
                 not_found_hint="check project_id and published_name (is the iteration published?)",
                 request_id=request_id,
-                secrets=[self.cv.prediction_key.get_secret_value()],
+                secrets=[self.settings.prediction_key.get_secret_value()],
             )
         try:
             labels, details = decode_response(response.json())
@@ -230,13 +229,13 @@ class CustomVisionClassifier(Classifier):
                 endpoint=self.url,
                 request_id=request_id,
             ) from e
-        details["image_stored"] = self.cv.store_image
+        details["image_stored"] = self.settings.store_image
         return RawResult(
             labels=labels,
             model=self.model_id,
             request_id=request_id or details.get("id"),
             details=details,
-            scores_independent=self.cv.classification_type == "multilabel",
+            scores_independent=self.settings.classification_type == "multilabel",
         )
 
     def close(self) -> None:

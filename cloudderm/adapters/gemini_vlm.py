@@ -69,7 +69,7 @@ class GeminiSettings(GenerativeSettings):
         return self
 
 
-class GeminiClassifier(GenerativeClassifier):
+class GeminiClassifier(GenerativeClassifier[GeminiSettings]):
     """A Gemini model asked through ``models.generate_content``."""
 
     adapter = "gemini"
@@ -78,27 +78,28 @@ class GeminiClassifier(GenerativeClassifier):
 
     def __init__(self, name: str, settings: GeminiSettings, **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
-        self.gm = settings
         self.timeout_s = settings.timeout_s or DEFAULT_TIMEOUT_S
         self._lock = threading.Lock()
         self._client: Any = None
 
     @property
     def vertex(self) -> bool:
-        return bool(self.gm.project)
+        return bool(self.settings.project)
 
     def service_facts(self) -> ServiceFacts:
         return ServiceFacts(
             service="Vertex AI Gemini generateContent" if self.vertex else "Gemini API generateContent",
             # the Gemini API (key) is not a Google Cloud service: Google Cloud's facts (BAA) do not apply
             vendor="gcp" if self.vertex else "google",
-            region=self.gm.location,
-            data_leaves_machine=not is_loopback(self.gm.endpoint_url),
+            region=self.settings.location,
+            data_leaves_machine=not is_loopback(self.settings.endpoint_url),
             general_purpose_model=True,
         )
 
     def price_query(self) -> PriceQuery:
-        return PriceQuery(label=f"Gemini model {self.gm.model}", entry_ids=(f"gcp-tokens-{self.gm.model}",))
+        return PriceQuery(
+            label=f"Gemini model {self.settings.model}", entry_ids=(f"gcp-tokens-{self.settings.model}",)
+        )
 
     def image_limits(self) -> ImageLimits:
         return ImageLimits(max_bytes=MAX_REQUEST_BYTES // 2)  # base64 inflates by 4/3; leave room for text
@@ -121,14 +122,17 @@ class GeminiClassifier(GenerativeClassifier):
             raise MissingDependencyError(install_hint("gemini", "the google-genai SDK")) from e
         http = types.HttpOptions(
             timeout=int(self.timeout_s * 1000),
-            base_url=self.gm.endpoint_url,
+            base_url=self.settings.endpoint_url,
             retry_options=types.HttpRetryOptions(attempts=1),
         )
         if self.vertex:
             return genai.Client(
-                vertexai=True, project=self.gm.project, location=self.gm.location, http_options=http
+                vertexai=True,
+                project=self.settings.project,
+                location=self.settings.location,
+                http_options=http,
             )
-        key = self.gm.api_key.get_secret_value() if self.gm.api_key else None
+        key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
         key = key or next((os.environ[k] for k in KEY_ENVS if os.environ.get(k)), None)
         if not key:
             raise ConfigError(
@@ -150,17 +154,21 @@ class GeminiClassifier(GenerativeClassifier):
         from google.genai import types
 
         config: dict[str, Any] = {
-            "temperature": self.gm.temperature,
-            "max_output_tokens": self.gm.max_output_tokens,
+            "temperature": self.settings.temperature,
+            "max_output_tokens": self.settings.max_output_tokens,
         }
-        if self.gm.response_format == "json_schema":
+        if self.settings.response_format == "json_schema":
             config["response_mime_type"] = "application/json"
             config["response_json_schema"] = answer_schema(self.prompt.codes)
         contents = [
             types.Part.from_bytes(data=image.data, mime_type=image.media_type),
             self.prompt_text(image),
         ]
-        return {"model": self.gm.model, "contents": contents, "config": types.GenerateContentConfig(**config)}
+        return {
+            "model": self.settings.model,
+            "contents": contents,
+            "config": types.GenerateContentConfig(**config),
+        }
 
     def _ask(self, image: PreparedImage) -> Reply:
         client = self.client

@@ -84,7 +84,7 @@ class HFInferenceSettings(AdapterSettings):
         return value.rstrip("/") if value else value
 
 
-class HFInferenceClassifier(Classifier):
+class HFInferenceClassifier(Classifier[HFInferenceSettings]):
     """Classify through Hugging Face Inference (serverless providers or a dedicated endpoint)."""
 
     adapter = "hf-inference"
@@ -93,22 +93,23 @@ class HFInferenceClassifier(Classifier):
 
     def __init__(self, name: str, settings: HFInferenceSettings, **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
-        self.hf: HFInferenceSettings = settings
         self.target = settings.endpoint_url or settings.base_url
         self._client_obj: Any = None
         self._lock = threading.Lock()
 
     @property
     def model_id(self) -> str:
-        return self.hf.model
+        return self.settings.model
 
     @property
     def endpoint(self) -> str:
-        return self.target or f"https://router.huggingface.co/hf-inference/models/{self.hf.model}"
+        return self.target or f"https://router.huggingface.co/hf-inference/models/{self.settings.model}"
 
     def service_facts(self) -> ServiceFacts:
         service = (
-            "Hugging Face Inference Endpoint" if self.hf.base_url else "Hugging Face Inference Providers"
+            "Hugging Face Inference Endpoint"
+            if self.settings.base_url
+            else "Hugging Face Inference Providers"
         )
         return ServiceFacts(
             service=service, vendor="huggingface", data_leaves_machine=not is_loopback(self.endpoint)
@@ -117,7 +118,7 @@ class HFInferenceClassifier(Classifier):
     def model_facts(self) -> ModelFacts:
         values: dict[str, Any] = {
             "model_id": self.model_id,
-            "source": f"https://huggingface.co/{self.hf.model}",
+            "source": f"https://huggingface.co/{self.settings.model}",
         }
         return ModelFacts(**values)
 
@@ -136,8 +137,8 @@ class HFInferenceClassifier(Classifier):
                     raise MissingDependencyError(
                         install_hint("hf-inference", "huggingface_hub for the hf-inference adapter")
                     ) from e
-                token = self.hf.token.get_secret_value() if self.hf.token else None
-                timeout = self.hf.timeout_s or DEFAULT_TIMEOUT_S
+                token = self.settings.token.get_secret_value() if self.settings.token else None
+                timeout = self.settings.timeout_s or DEFAULT_TIMEOUT_S
                 if self.target:
                     self._client_obj = InferenceClient(model=self.target, token=token, timeout=timeout)
                 else:
@@ -152,10 +153,10 @@ class HFInferenceClassifier(Classifier):
 
         client = self._client()
         where = {"provider": self.name, "endpoint": self.endpoint}
-        kwargs: dict[str, Any] = {} if self.target else {"model": self.hf.model}
-        if self.hf.top_k is not None:
-            kwargs["top_k"] = self.hf.top_k
-        secrets = [self.hf.token.get_secret_value()] if self.hf.token else []
+        kwargs: dict[str, Any] = {} if self.target else {"model": self.settings.model}
+        if self.settings.top_k is not None:
+            kwargs["top_k"] = self.settings.top_k
+        secrets = [self.settings.token.get_secret_value()] if self.settings.token else []
         try:
             answer = client.image_classification(image.data, **kwargs)
         except InferenceTimeoutError as e:
@@ -177,7 +178,7 @@ class HFInferenceClassifier(Classifier):
                 mask_values(str(getattr(e, "server_message", "") or ""), secrets),
                 auth_hint=AUTH_HINT,
                 size_hint="the image is larger than the endpoint accepts",
-                not_found_hint=f"no model {self.hf.model!r} served by this provider or endpoint",
+                not_found_hint=f"no model {self.settings.model!r} served by this provider or endpoint",
                 request_id=request_id,
                 secrets=secrets,
                 **where,

@@ -67,7 +67,7 @@ class KServeSettings(AdapterSettings):
         return value.rstrip("/")
 
 
-class KServeClassifier(Classifier):
+class KServeClassifier(Classifier[KServeSettings]):
     """Classify through ``/v2/models/{name}/infer``; ``batch_size`` images per request."""
 
     adapter = "kserve"
@@ -76,7 +76,6 @@ class KServeClassifier(Classifier):
 
     def __init__(self, name: str, settings: KServeSettings, **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
-        self.ks: KServeSettings = settings
         self.max_batch_size = settings.batch_size
         self.root = settings.endpoint_url or settings.url
         self.infer_url = self.root + infer_path(settings.model_name, settings.model_version)
@@ -85,8 +84,8 @@ class KServeClassifier(Classifier):
 
     @property
     def model_id(self) -> str:
-        version = f"@{self.ks.model_version}" if self.ks.model_version else ""
-        return f"{self.ks.model_name}{version}"
+        version = f"@{self.settings.model_version}" if self.settings.model_version else ""
+        return f"{self.settings.model_name}{version}"
 
     def service_facts(self) -> ServiceFacts:
         local = is_loopback(self.root)
@@ -99,7 +98,7 @@ class KServeClassifier(Classifier):
     def model_facts(self) -> ModelFacts:
         values: dict[str, Any] = {
             "model_id": self.model_id,
-            "labels": list(self.ks.labels),
+            "labels": list(self.settings.labels),
             "source": "cloudderm config",
         }
         return ModelFacts(**values)
@@ -126,25 +125,25 @@ class KServeClassifier(Classifier):
                     raise MissingDependencyError(install_hint("kserve", "requests")) from e
                 session = requests.Session()
                 session.headers["Content-Type"] = "application/json"
-                if self.ks.token is not None:
-                    session.headers["Authorization"] = f"Bearer {self.ks.token.get_secret_value()}"
+                if self.settings.token is not None:
+                    session.headers["Authorization"] = f"Bearer {self.settings.token.get_secret_value()}"
                 from cloudderm.adapters._http import pin_environment
 
-                self._session = pin_environment(session, self.infer_url, pool_size=self.ks.concurrency)
+                self._session = pin_environment(session, self.infer_url, pool_size=self.settings.concurrency)
             return self._session
 
     def encode(self, images: Sequence[PreparedImage]) -> dict[str, Any]:
         """The infer request body for these images (tensor or BYTES, per ``input``)."""
         data = [image.data for image in images]
-        if isinstance(self.ks.input, TensorSpec):
-            return encode_tensor_request(data, self.ks.input, output=self.ks.output_name)
-        return encode_bytes_request(data, self.ks.bytes_input_name, output=self.ks.output_name)
+        if isinstance(self.settings.input, TensorSpec):
+            return encode_tensor_request(data, self.settings.input, output=self.settings.output_name)
+        return encode_bytes_request(data, self.settings.bytes_input_name, output=self.settings.output_name)
 
     def _infer(self, images: Sequence[PreparedImage]) -> list[RawResult]:
         import requests
 
         session = self._client()
-        timeout = self.ks.timeout_s or DEFAULT_TIMEOUT_S
+        timeout = self.settings.timeout_s or DEFAULT_TIMEOUT_S
         where = {"provider": self.name, "endpoint": self.infer_url}
         body = json.dumps(self.encode(images))
         try:
@@ -152,7 +151,7 @@ class KServeClassifier(Classifier):
         except requests.RequestException as e:
             raise transport_error(e, timeout_s=timeout, **where) from e
         if response.status_code != 200:
-            secrets = [self.ks.token.get_secret_value()] if self.ks.token else []
+            secrets = [self.settings.token.get_secret_value()] if self.settings.token else []
             raise error_for_status(
                 response.status_code,
                 response.headers,
@@ -165,20 +164,20 @@ class KServeClassifier(Classifier):
             )
         try:
             rows, meta = decode_response(
-                response.content, len(images), self.ks.labels, output=self.ks.output_name
+                response.content, len(images), self.settings.labels, output=self.settings.output_name
             )
         except MalformedResponse as e:
             raise ResponseFormatError(str(e), body=response.content, **where) from e
-        model = meta.get("model_name", self.ks.model_name)
+        model = meta.get("model_name", self.settings.model_name)
         if meta.get("model_version"):
             model = f"{model}@{meta['model_version']}"
         return [
             RawResult(
-                labels=_transform(row, self.ks.output_transform),
+                labels=_transform(row, self.settings.output_transform),
                 model=model,
                 request_id=meta.get("id"),
                 details=dict(meta),
-                scores_independent=self.ks.output_transform == "sigmoid",
+                scores_independent=self.settings.output_transform == "sigmoid",
             )
             for row in rows
         ]

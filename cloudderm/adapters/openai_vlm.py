@@ -82,7 +82,7 @@ def filter_categories(results: Any) -> list[str]:
     return out
 
 
-class OpenAIClassifier(GenerativeClassifier):
+class OpenAIClassifier(GenerativeClassifier[OpenAISettings]):
     """A vision-language model behind an OpenAI Chat Completions endpoint."""
 
     adapter = "openai"
@@ -91,7 +91,6 @@ class OpenAIClassifier(GenerativeClassifier):
 
     def __init__(self, name: str, settings: OpenAISettings, **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
-        self.oa = settings
         if settings.azure_endpoint and settings.base_url:
             raise ConfigError(
                 "give either azure_endpoint (deployment URL + api_version) or base_url (incl. Azure's "
@@ -112,20 +111,23 @@ class OpenAIClassifier(GenerativeClassifier):
     # ---- facts ----------------------------------------------------------------------------------
     @property
     def is_azure(self) -> bool:
-        host = urlparse(self.oa.azure_endpoint or self.oa.base_url or "").hostname or ""
-        return bool(self.oa.azure_endpoint) or host.endswith(".openai.azure.com")
+        host = urlparse(self.settings.azure_endpoint or self.settings.base_url or "").hostname or ""
+        return bool(self.settings.azure_endpoint) or host.endswith(".openai.azure.com")
 
     @property
     def url(self) -> str:
         """Where requests go (no secrets: keys travel in headers)."""
         return (
-            self.oa.endpoint_url or self.oa.base_url or self.oa.azure_endpoint or "https://api.openai.com/v1"
+            self.settings.endpoint_url
+            or self.settings.base_url
+            or self.settings.azure_endpoint
+            or "https://api.openai.com/v1"
         )
 
     def service_facts(self) -> ServiceFacts:
         if self.is_azure:
             service, vendor = "Azure OpenAI chat completions", "azure"
-        elif self.oa.base_url or self.oa.endpoint_url:
+        elif self.settings.base_url or self.settings.endpoint_url:
             service, vendor = (
                 f"OpenAI-compatible server at {urlparse(self.url).hostname}",
                 "openai-compatible",
@@ -135,14 +137,14 @@ class OpenAIClassifier(GenerativeClassifier):
         return ServiceFacts(
             service=service,
             vendor=vendor,
-            region=self.oa.region,
+            region=self.settings.region,
             data_leaves_machine=not is_loopback(self.url),
             general_purpose_model=True,
         )
 
     def price_query(self) -> PriceQuery:
         return PriceQuery(
-            label=f"OpenAI model {self.oa.model}", entry_ids=(f"openai-tokens-{self.oa.model}",)
+            label=f"OpenAI model {self.settings.model}", entry_ids=(f"openai-tokens-{self.settings.model}",)
         )
 
     def image_limits(self) -> ImageLimits:
@@ -165,15 +167,15 @@ class OpenAIClassifier(GenerativeClassifier):
         except ImportError as e:
             raise MissingDependencyError(install_hint("openai", "the OpenAI SDK")) from e
         common: dict[str, Any] = {"timeout": self.timeout_s, "max_retries": 0}
-        key = self.oa.api_key.get_secret_value() if self.oa.api_key else None
-        if self.is_azure and self.oa.azure_endpoint:
+        key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
+        if self.is_azure and self.settings.azure_endpoint:
             auth: dict[str, Any] = {"api_key": key or os.environ.get(AZURE_KEY_ENV)}
             if not auth["api_key"]:
                 auth = {"azure_ad_token_provider": _entra_token_provider(self.name)}
             return openai.AzureOpenAI(
-                azure_endpoint=self.oa.endpoint_url or self.oa.azure_endpoint,
-                azure_deployment=self.oa.azure_deployment,
-                api_version=self.oa.api_version,
+                azure_endpoint=self.settings.endpoint_url or self.settings.azure_endpoint,
+                azure_deployment=self.settings.azure_deployment,
+                api_version=self.settings.api_version,
                 **auth,
                 **common,
             )
@@ -182,7 +184,7 @@ class OpenAIClassifier(GenerativeClassifier):
         if not key:
             if self.is_azure:
                 key = _entra_token_provider(self.name)  # the v1 path takes a token provider as api_key
-            elif self.oa.base_url or self.oa.endpoint_url:
+            elif self.settings.base_url or self.settings.endpoint_url:
                 key = "unused"  # most self-hosted servers need no key; the SDK insists on one
             else:
                 raise ConfigError(
@@ -190,7 +192,9 @@ class OpenAIClassifier(GenerativeClassifier):
                     provider=self.name,
                     field="api_key",
                 )
-        return openai.OpenAI(api_key=key, base_url=self.oa.endpoint_url or self.oa.base_url, **common)
+        return openai.OpenAI(
+            api_key=key, base_url=self.settings.endpoint_url or self.settings.base_url, **common
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -203,20 +207,23 @@ class OpenAIClassifier(GenerativeClassifier):
         """The Chat Completions arguments for one image (also what the emulator and tests check)."""
         data_url = f"data:{image.media_type};base64,{base64.b64encode(image.data).decode('ascii')}"
         body: dict[str, Any] = {
-            "model": self.oa.azure_deployment or self.oa.model,
+            "model": self.settings.azure_deployment or self.settings.model,
             "messages": [
                 {
                     "role": "user",
                     "content": [
                         {"type": "text", "text": self.prompt_text(image)},
-                        {"type": "image_url", "image_url": {"url": data_url, "detail": self.oa.image_detail}},
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": data_url, "detail": self.settings.image_detail},
+                        },
                     ],
                 }
             ],
-            "temperature": self.oa.temperature,
-            "max_completion_tokens": self.oa.max_output_tokens,
+            "temperature": self.settings.temperature,
+            "max_completion_tokens": self.settings.max_output_tokens,
         }
-        if self.oa.response_format == "json_schema":
+        if self.settings.response_format == "json_schema":
             body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {
@@ -225,7 +232,7 @@ class OpenAIClassifier(GenerativeClassifier):
                     "strict": True,
                 },
             }
-        if self.oa.logprobs:
+        if self.settings.logprobs:
             body["logprobs"] = True
         return body
 

@@ -53,7 +53,7 @@ def answer_after_prompt(decoded: str, prompt: str) -> str:
     return tail.strip() if sep else text
 
 
-class PaliGemmaClassifier(GenerativeClassifier):
+class PaliGemmaClassifier(GenerativeClassifier[PaliGemmaSettings]):
     """PaliGemma on this machine: greedy answer for the outcome, label likelihoods for the scores."""
 
     adapter = "paligemma"
@@ -62,7 +62,6 @@ class PaliGemmaClassifier(GenerativeClassifier):
 
     def __init__(self, name: str, settings: PaliGemmaSettings, **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
-        self.pg = settings
         self._lock = threading.Lock()
         self._model: Any = None
         self._processor: Any = None
@@ -77,7 +76,7 @@ class PaliGemmaClassifier(GenerativeClassifier):
         )
 
     def price_query(self) -> PriceQuery:
-        return PriceQuery(label=f"local PaliGemma {self.pg.model}", local=True)
+        return PriceQuery(label=f"local PaliGemma {self.settings.model}", local=True)
 
     def warm_up(self) -> None:
         self._load()
@@ -90,18 +89,18 @@ class PaliGemmaClassifier(GenerativeClassifier):
                     from transformers import AutoModelForImageTextToText, AutoProcessor
                 except ImportError as e:
                     raise MissingDependencyError(install_hint("hf", "transformers and torch")) from e
-                options = {"local_files_only": not self.pg.allow_download}
+                options = {"local_files_only": not self.settings.allow_download}
                 try:
-                    self._processor = AutoProcessor.from_pretrained(self.pg.model, **options)
-                    model = AutoModelForImageTextToText.from_pretrained(self.pg.model, **options)
+                    self._processor = AutoProcessor.from_pretrained(self.settings.model, **options)
+                    model = AutoModelForImageTextToText.from_pretrained(self.settings.model, **options)
                 except OSError as e:
                     raise ConfigError(
-                        f"cannot load PaliGemma from {self.pg.model!r} ({str(e)[:200]}); give a local "
+                        f"cannot load PaliGemma from {self.settings.model!r} ({str(e)[:200]}); give a local "
                         "directory with the model and processor, or set allow_download: true",
                         provider=self.name,
                         field="model",
                     ) from None
-                self._model = model.to(self.pg.device).eval()
+                self._model = model.to(self.settings.device).eval()
             return self._model, self._processor
 
     def close(self) -> None:
@@ -117,11 +116,13 @@ class PaliGemmaClassifier(GenerativeClassifier):
 
         model, processor = self._load()
         prompt = self.prompt_text(image).strip()
-        inputs = processor(text=prompt, images=image.to_pil(), return_tensors="pt").to(self.pg.device)
-        sampling = {"do_sample": True, "temperature": self.pg.temperature} if self.pg.temperature else {}
+        inputs = processor(text=prompt, images=image.to_pil(), return_tensors="pt").to(self.settings.device)
+        sampling = (
+            {"do_sample": True, "temperature": self.settings.temperature} if self.settings.temperature else {}
+        )
         with torch.inference_mode():
             output = model.generate(
-                **inputs, max_new_tokens=self.pg.max_output_tokens, **({"do_sample": False} | sampling)
+                **inputs, max_new_tokens=self.settings.max_output_tokens, **({"do_sample": False} | sampling)
             )
         prompt_ids = inputs["input_ids"][0]
         prompt_tokens = int(prompt_ids.shape[-1])
@@ -182,10 +183,10 @@ class PaliGemmaClassifier(GenerativeClassifier):
         pixel_values = prefix["pixel_values"].expand(n, *prefix["pixel_values"].shape[1:])
         with torch.inference_mode():
             logits = model(
-                input_ids=input_ids.to(self.pg.device),
-                attention_mask=attention.to(self.pg.device),
-                token_type_ids=token_types.to(self.pg.device),
-                pixel_values=pixel_values.to(self.pg.device),
+                input_ids=input_ids.to(self.settings.device),
+                attention_mask=attention.to(self.settings.device),
+                token_type_ids=token_types.to(self.settings.device),
+                pixel_values=pixel_values.to(self.settings.device),
             ).logits.float()
         logprobs = torch.log_softmax(logits, dim=-1)
         out: dict[str, float] = {}

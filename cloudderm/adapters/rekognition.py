@@ -195,7 +195,7 @@ class RekognitionSettings(AdapterSettings):
         return value
 
 
-class RekognitionClassifier(Classifier):
+class RekognitionClassifier(Classifier[RekognitionSettings]):
     """Classify through Rekognition DetectLabels or DetectCustomLabels, one image per call."""
 
     adapter = "rekognition"
@@ -204,24 +204,23 @@ class RekognitionClassifier(Classifier):
 
     def __init__(self, name: str, settings: RekognitionSettings, **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
-        self.rk: RekognitionSettings = settings
         self._client_obj: Any = None
         self._lock = threading.Lock()
 
     @property
     def custom(self) -> bool:
-        return self.rk.project_version_arn is not None
+        return self.settings.project_version_arn is not None
 
     @property
     def region(self) -> str | None:
-        if self.rk.region:
-            return self.rk.region
-        match = _ARN.match(self.rk.project_version_arn or "")
+        if self.settings.region:
+            return self.settings.region
+        match = _ARN.match(self.settings.project_version_arn or "")
         return match["region"] if match else None
 
     @property
     def model_id(self) -> str:
-        return self.rk.project_version_arn or "rekognition/DetectLabels"
+        return self.settings.project_version_arn or "rekognition/DetectLabels"
 
     def service_facts(self) -> ServiceFacts:
         service = "Amazon Rekognition Custom Labels" if self.custom else "Amazon Rekognition (DetectLabels)"
@@ -229,7 +228,7 @@ class RekognitionClassifier(Classifier):
             service=service,
             vendor="aws",
             region=self.region,
-            data_leaves_machine=not is_loopback(self.rk.endpoint_url),
+            data_leaves_machine=not is_loopback(self.settings.endpoint_url),
         )
 
     def model_facts(self) -> ModelFacts:
@@ -240,8 +239,8 @@ class RekognitionClassifier(Classifier):
                 label_domain="out-of-domain",
                 source="https://docs.aws.amazon.com/rekognition/latest/dg/labels.html",
             )
-        elif self.rk.labels:
-            values["labels"] = list(self.rk.labels)
+        elif self.settings.labels:
+            values["labels"] = list(self.settings.labels)
         return ModelFacts(**values)
 
     def image_limits(self) -> ImageLimits:
@@ -260,7 +259,7 @@ class RekognitionClassifier(Classifier):
                     raise MissingDependencyError(
                         install_hint("aws", "boto3 for the Rekognition adapter")
                     ) from e
-                timeout = self.rk.timeout_s or DEFAULT_TIMEOUT_S
+                timeout = self.settings.timeout_s or DEFAULT_TIMEOUT_S
                 config = Config(
                     read_timeout=timeout,
                     connect_timeout=min(10.0, timeout),
@@ -269,7 +268,10 @@ class RekognitionClassifier(Classifier):
                 # A session of its own: boto3's shared default session caches credentials process-wide
                 # and is not safe to build clients from concurrently.
                 self._client_obj = boto3.session.Session().client(
-                    "rekognition", region_name=self.region, endpoint_url=self.rk.endpoint_url, config=config
+                    "rekognition",
+                    region_name=self.region,
+                    endpoint_url=self.settings.endpoint_url,
+                    config=config,
                 )
             return self._client_obj
 
@@ -281,11 +283,11 @@ class RekognitionClassifier(Classifier):
 
         client = self._client()
         where = {"provider": self.name, "endpoint": self.model_id}
-        request = {"Image": {"Bytes": image.data}, "MinConfidence": self.rk.min_confidence}
+        request = {"Image": {"Bytes": image.data}, "MinConfidence": self.settings.min_confidence}
         try:
             if self.custom:
                 response = client.detect_custom_labels(
-                    ProjectVersionArn=self.rk.project_version_arn, **request
+                    ProjectVersionArn=self.settings.project_version_arn, **request
                 )
             else:
                 response = client.detect_labels(**request)
@@ -306,7 +308,7 @@ class RekognitionClassifier(Classifier):
                 code,
                 str(err.get("Message", "")),
                 int(meta.get("HTTPStatusCode") or 0),
-                arn=self.rk.project_version_arn,
+                arn=self.settings.project_version_arn,
                 retry_after=after,
                 request_id=meta.get("RequestId"),
                 **where,

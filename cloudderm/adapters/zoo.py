@@ -43,7 +43,7 @@ class ZooSettings(AdapterSettings):
     top_k: int = Field(default=10, ge=1)
 
 
-class ZooClassifier(Classifier):
+class ZooClassifier(Classifier[ZooSettings]):
     """One built-in model; several images per call; nothing leaves the machine."""
 
     adapter = "zoo"
@@ -53,7 +53,6 @@ class ZooClassifier(Classifier):
 
     def __init__(self, name: str, settings: ZooSettings, **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
-        self.zoo: ZooSettings = settings
         self.card: ModelCard = CARDS[settings.model]
         self.max_batch_size = settings.batch_size
         self._runtime: Any = None
@@ -62,7 +61,7 @@ class ZooClassifier(Classifier):
     # ---- identity and governance -----------------------------------------------------------------
     @property
     def model_id(self) -> str:
-        return f"{self.card.name} ({self.card.pip_spec}, {self.zoo.runtime})"
+        return f"{self.card.name} ({self.card.pip_spec}, {self.settings.runtime})"
 
     @property
     def labels(self) -> list[str]:
@@ -77,7 +76,7 @@ class ZooClassifier(Classifier):
 
     def service_facts(self) -> ServiceFacts:
         return ServiceFacts(
-            service=f"built-in model {self.card.name}, run locally with {self.zoo.runtime}",
+            service=f"built-in model {self.card.name}, run locally with {self.settings.runtime}",
             vendor="local",
             region="local",
             data_leaves_machine=False,
@@ -106,7 +105,7 @@ class ZooClassifier(Classifier):
         if self._runtime is None:
             from cloudderm.models.runtime import ZooRuntime
 
-            self._runtime = ZooRuntime(self.card, self.zoo.runtime, self.zoo.threads)
+            self._runtime = ZooRuntime(self.card, self.settings.runtime, self.settings.threads)
         return self._runtime
 
     def _infer(self, images: Sequence[PreparedImage]) -> list[RawResult]:
@@ -125,7 +124,7 @@ class ZooClassifier(Classifier):
     def _metadata(self, images: Sequence[PreparedImage]) -> tuple[np.ndarray, list[dict[str, Any] | None]]:
         from cloudderm.models.metadata import UNKNOWN_METADATA, context_fields, sklesion_metadata
 
-        if not self.zoo.use_metadata:
+        if not self.settings.use_metadata:
             return np.stack([UNKNOWN_METADATA] * len(images)), [None] * len(images)
         vectors, used = [], []
         for image in images:
@@ -135,8 +134,8 @@ class ZooClassifier(Classifier):
         return np.stack(vectors), used
 
     def _result(self, row: np.ndarray, metadata: dict[str, Any] | None) -> RawResult:
-        order = np.argsort(-row, kind="stable")[: self.zoo.top_k]
-        details: dict[str, Any] = {"runtime": self.zoo.runtime, "package": self.card.pip_spec}
+        order = np.argsort(-row, kind="stable")[: self.settings.top_k]
+        details: dict[str, Any] = {"runtime": self.settings.runtime, "package": self.card.pip_spec}
         if len(order) < len(row):
             details["truncated_labels"] = True
         if self.card.name == "sklesion-xception":
