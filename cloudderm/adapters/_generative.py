@@ -16,6 +16,7 @@ None of these is calibrated. A subclass only implements ``_ask`` (one call, one 
 from __future__ import annotations
 
 import math
+import threading
 from abc import abstractmethod
 from collections import Counter
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ from cloudderm.classifier import AdapterSettings, Classifier, RawResult, Usage
 from cloudderm.governance.card import ModelFacts
 from cloudderm.images import PreparedImage
 
-__all__ = ["GenerativeClassifier", "GenerativeSettings", "Reply"]
+__all__ = ["GenerativeClassifier", "GenerativeSettings", "RemoteGenerativeClassifier", "Reply"]
 
 GENERAL_PURPOSE_WARNING = (
     "general-purpose vision-language model: no medical intended use, scores are not calibrated probabilities"
@@ -230,3 +231,37 @@ def label_probability_from_logprobs(tokens: Sequence[tuple[str, float]], label: 
             touched = True
         position = token_end
     return math.exp(total) if touched else None
+
+
+class RemoteGenerativeClassifier(GenerativeClassifier[GenSettingsT]):
+    """A generative provider reached through its vendor SDK client, built once on first use.
+
+    Why here: the client is created lazily (so the adapter pickles as its settings and ``import cloudderm``
+    loads no SDK), shared by the runner's threads, and closed with the adapter. Subclasses write only
+    ``_build_client``: how to make the vendor's client from the settings.
+    """
+
+    def __init__(self, name: str, settings: GenSettingsT, **kwargs: Any) -> None:
+        super().__init__(name, settings, **kwargs)
+        self._lock = threading.Lock()
+        self._client: Any = None
+
+    @abstractmethod
+    def _build_client(self) -> Any:
+        """The vendor SDK's client for these settings (imports the SDK; raises MissingDependencyError)."""
+
+    def warm_up(self) -> None:
+        _ = self.client
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = self._build_client()
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()

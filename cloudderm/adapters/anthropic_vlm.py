@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import base64
 import os
-import threading
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlparse
 
 from pydantic import SecretStr, model_validator
 
-from cloudderm.adapters._generative import GenerativeClassifier, GenerativeSettings, Reply
+from cloudderm.adapters._generative import GenerativeSettings, RemoteGenerativeClassifier, Reply
 from cloudderm.adapters._net import is_loopback
 from cloudderm.adapters._vlm_prompt import answer_schema
 from cloudderm.classifier import ImageLimits, Usage
@@ -72,7 +71,7 @@ def _schema_for_anthropic(codes: tuple[str, ...]) -> dict[str, Any]:
     return schema
 
 
-class AnthropicClassifier(GenerativeClassifier[AnthropicSettings]):
+class AnthropicClassifier(RemoteGenerativeClassifier[AnthropicSettings]):
     """A Claude model asked through the Messages API."""
 
     adapter = "anthropic"
@@ -82,8 +81,6 @@ class AnthropicClassifier(GenerativeClassifier[AnthropicSettings]):
     def __init__(self, name: str, settings: AnthropicSettings, **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
         self.timeout_s = settings.timeout_s or DEFAULT_TIMEOUT_S
-        self._lock = threading.Lock()
-        self._client: Any = None
 
     @property
     def url(self) -> str:
@@ -113,16 +110,6 @@ class AnthropicClassifier(GenerativeClassifier[AnthropicSettings]):
     def image_limits(self) -> ImageLimits:
         return ImageLimits(max_bytes=MAX_IMAGE_BYTES, max_side=MAX_IMAGE_SIDE)
 
-    def warm_up(self) -> None:
-        _ = self.client
-
-    @property
-    def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = self._build_client()
-            return self._client
-
     def _build_client(self) -> Any:
         try:
             import anthropic
@@ -138,12 +125,6 @@ class AnthropicClassifier(GenerativeClassifier[AnthropicSettings]):
         return anthropic.Anthropic(
             api_key=key, base_url=self.settings.endpoint_url, timeout=self.timeout_s, max_retries=0
         )
-
-    def close(self) -> None:
-        with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
 
     def request_body(self, image: PreparedImage) -> dict[str, Any]:
         """The Messages API arguments for one image: image block first, then the prompt."""

@@ -8,12 +8,11 @@ client is built on first use with one attempt per call (the cloudderm runner own
 
 from __future__ import annotations
 
-import threading
 from typing import Any, ClassVar
 
 from pydantic import Field
 
-from cloudderm.adapters._generative import GenerativeClassifier, GenerativeSettings, Reply
+from cloudderm.adapters._generative import GenerativeSettings, RemoteGenerativeClassifier, Reply
 from cloudderm.adapters._net import is_loopback
 from cloudderm.classifier import ImageLimits, Usage
 from cloudderm.core import PriceQuery
@@ -48,7 +47,7 @@ class BedrockSettings(GenerativeSettings):
     max_output_tokens: int = Field(default=64, ge=1, le=4096)
 
 
-class BedrockClassifier(GenerativeClassifier[BedrockSettings]):
+class BedrockClassifier(RemoteGenerativeClassifier[BedrockSettings]):
     """A vision-language model on Amazon Bedrock, asked through the Converse API."""
 
     adapter = "bedrock"
@@ -58,8 +57,6 @@ class BedrockClassifier(GenerativeClassifier[BedrockSettings]):
     def __init__(self, name: str, settings: BedrockSettings, **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
         self.timeout_s = settings.timeout_s or DEFAULT_TIMEOUT_S
-        self._lock = threading.Lock()
-        self._client: Any = None
 
     def service_facts(self) -> ServiceFacts:
         return ServiceFacts(
@@ -78,16 +75,6 @@ class BedrockClassifier(GenerativeClassifier[BedrockSettings]):
     def image_limits(self) -> ImageLimits:
         return ImageLimits(max_bytes=MAX_IMAGE_BYTES, max_side=MAX_IMAGE_SIDE)
 
-    def warm_up(self) -> None:
-        _ = self.client
-
-    @property
-    def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = self._build_client()
-            return self._client
-
     def _build_client(self) -> Any:
         try:
             import boto3
@@ -101,12 +88,6 @@ class BedrockClassifier(GenerativeClassifier[BedrockSettings]):
             retries={"total_max_attempts": 1, "mode": "standard"},
         )
         return session.client("bedrock-runtime", endpoint_url=self.settings.endpoint_url, config=config)
-
-    def close(self) -> None:
-        with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
 
     def request(self, image: PreparedImage) -> dict[str, Any]:
         """The Converse arguments for one image (raw bytes: boto3 base64-encodes them on the wire)."""

@@ -11,12 +11,11 @@ with the reason kept. The SDK's own retries are off (one attempt): the cloudderm
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any, ClassVar, Literal
 
 from pydantic import SecretStr, model_validator
 
-from cloudderm.adapters._generative import GenerativeClassifier, GenerativeSettings, Reply
+from cloudderm.adapters._generative import GenerativeSettings, RemoteGenerativeClassifier, Reply
 from cloudderm.adapters._net import is_loopback
 from cloudderm.adapters._vlm_prompt import answer_schema
 from cloudderm.classifier import ImageLimits, Usage
@@ -69,7 +68,7 @@ class GeminiSettings(GenerativeSettings):
         return self
 
 
-class GeminiClassifier(GenerativeClassifier[GeminiSettings]):
+class GeminiClassifier(RemoteGenerativeClassifier[GeminiSettings]):
     """A Gemini model asked through ``models.generate_content``."""
 
     adapter = "gemini"
@@ -79,8 +78,6 @@ class GeminiClassifier(GenerativeClassifier[GeminiSettings]):
     def __init__(self, name: str, settings: GeminiSettings, **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
         self.timeout_s = settings.timeout_s or DEFAULT_TIMEOUT_S
-        self._lock = threading.Lock()
-        self._client: Any = None
 
     @property
     def vertex(self) -> bool:
@@ -103,16 +100,6 @@ class GeminiClassifier(GenerativeClassifier[GeminiSettings]):
 
     def image_limits(self) -> ImageLimits:
         return ImageLimits(max_bytes=MAX_REQUEST_BYTES // 2)  # base64 inflates by 4/3; leave room for text
-
-    def warm_up(self) -> None:
-        _ = self.client
-
-    @property
-    def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = self._build_client()
-            return self._client
 
     def _build_client(self) -> Any:
         try:
@@ -142,12 +129,6 @@ class GeminiClassifier(GenerativeClassifier[GeminiSettings]):
                 field="api_key",
             )
         return genai.Client(api_key=key, http_options=http)
-
-    def close(self) -> None:
-        with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
 
     def request(self, image: PreparedImage) -> dict[str, Any]:
         """The ``generate_content`` arguments for one image: an inlineData part, then the prompt."""

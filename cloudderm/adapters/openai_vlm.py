@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import base64
 import os
-import threading
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlparse
 
 from pydantic import SecretStr
 
 from cloudderm.adapters._generative import (
-    GenerativeClassifier,
     GenerativeSettings,
+    RemoteGenerativeClassifier,
     Reply,
     label_probability_from_logprobs,
 )
@@ -82,7 +81,7 @@ def filter_categories(results: Any) -> list[str]:
     return out
 
 
-class OpenAIClassifier(GenerativeClassifier[OpenAISettings]):
+class OpenAIClassifier(RemoteGenerativeClassifier[OpenAISettings]):
     """A vision-language model behind an OpenAI Chat Completions endpoint."""
 
     adapter = "openai"
@@ -105,8 +104,6 @@ class OpenAIClassifier(GenerativeClassifier[OpenAISettings]):
                 field="api_version",
             )
         self.timeout_s = settings.timeout_s or DEFAULT_TIMEOUT_S
-        self._lock = threading.Lock()
-        self._client: Any = None
 
     # ---- facts ----------------------------------------------------------------------------------
     @property
@@ -151,16 +148,6 @@ class OpenAIClassifier(GenerativeClassifier[OpenAISettings]):
         return ImageLimits(max_bytes=MAX_IMAGE_BYTES)
 
     # ---- client ---------------------------------------------------------------------------------
-    def warm_up(self) -> None:
-        _ = self.client
-
-    @property
-    def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = self._build_client()
-            return self._client
-
     def _build_client(self) -> Any:
         try:
             import openai
@@ -195,12 +182,6 @@ class OpenAIClassifier(GenerativeClassifier[OpenAISettings]):
         return openai.OpenAI(
             api_key=key, base_url=self.settings.endpoint_url or self.settings.base_url, **common
         )
-
-    def close(self) -> None:
-        with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
 
     # ---- one call -------------------------------------------------------------------------------
     def request_body(self, image: PreparedImage) -> dict[str, Any]:
