@@ -59,6 +59,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "each worker loads its own model copy, so raise it for large runs only); cloud calls stay on "
         "threads; see docs/compare.md",
     )
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this machine (default); ray: preparation and every provider's calls on a Ray cluster "
+        "under cluster-wide limits, answers stored here (pip install 'cloudderm[ray]'; docs/compare.md)",
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="Ray cluster to join with --engine ray (default: $RAY_ADDRESS, else a local Ray for this run)",
+    )
     p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N images")
     p.add_argument("--no-resume", action="store_true", help="discard stored answers and start fresh")
     p.add_argument("--policy", choices=("enforce", "warn"), help="override the config's policy mode")
@@ -91,6 +103,8 @@ def resume_command(args: argparse.Namespace) -> str:
         ("--labels", args.labels),
         ("--concurrency", args.concurrency),
         ("--workers", args.workers),
+        ("--engine", args.engine if args.engine != "local" else None),
+        ("--ray-address", args.ray_address),
         ("--limit", args.limit),
         ("--policy", args.policy),
         ("--baseline", args.baseline),
@@ -159,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
             console=console,
             resume_hint=resume_command(args),
             workers=args.workers,
+            engine=args.engine,
+            ray_address=args.ray_address,
         )
     except CompareInterrupted as e:
         err.print(f"[yellow]{e}[/]")

@@ -58,6 +58,8 @@ def run_compare(
     resume_hint: str | None = None,
     sleep: Callable[[float], None] | None = None,
     workers: int | None = None,
+    engine: Literal["local", "ray"] = "local",
+    ray_address: str | None = None,
 ) -> dict:
     """Send every image of ``dataset`` to every chosen provider and write the comparison to ``out``.
 
@@ -87,7 +89,13 @@ def run_compare(
         sleep: wait function for retries and rate limiting (tests inject a fake).
         workers: processes for preparation and local models (None: ``$CLOUDDERM_WORKERS``, else 1:
             everything in this process, since each worker loads its own model copy). Cloud calls stay
-            on threads here.
+            on threads here. With ``engine="ray"``: shards (preparers and local-model replicas) on the
+            cluster, default its CPUs up to 8.
+        engine: ``"local"`` (this machine) or ``"ray"``: preparation and every provider's calls run on a
+            Ray cluster, under cluster-wide limits, while this process stays the one writer of the store
+            (docs/compare.md, "Scaling out with Ray").
+        ray_address: the Ray cluster to join (``engine="ray"`` only; default ``$RAY_ADDRESS``, else a
+            local Ray started for this run).
 
     Returns:
         The ``summary.json`` dict (``cloudderm.results.Summary``) plus this run's counts under ``run``.
@@ -127,8 +135,18 @@ def run_compare(
         raise ConfigError("--limit must be at least 1")
     data = data.head(limit)
     out_dir = Path(out)
-    n_workers = default_workers() if workers is None else workers
-    if n_workers < 1:
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"unknown engine {engine!r}: expected 'local' or 'ray'")
+    if ray_address is not None and engine != "ray":
+        raise ConfigError("--ray-address needs --engine ray")
+    if engine == "ray":
+        from cloudderm.compare.ray_engine import import_ray
+
+        import_ray()  # a missing [ray] extra is exit 2 before anything is built
+        n_workers = workers  # None: the cluster's CPUs, up to 8 (known once connected)
+    else:
+        n_workers = default_workers() if workers is None else workers
+    if n_workers is not None and n_workers < 1:
         raise ConfigError("--workers must be at least 1")
     if baseline is not None:
         from cloudderm.report import check_baseline
@@ -143,23 +161,18 @@ def run_compare(
     with folder:
         try:
             start_providers(classifiers)  # secrets checked; model loads never count as the first latency
-            pooled = {id(clf) for clf in classifiers if n_workers > 1 and runs_in_worker(clf)}
             plans = [
                 ProviderPlan(
                     name=clf.name,
                     classifier=clf,
                     config_hash=config_hash(clf.settings, clf.hash_extras()),
-                    concurrency=_lane_threads(
-                        concurrency or clf.settings.concurrency or cfg.defaults.concurrency,
-                        n_workers if id(clf) in pooled else 0,
-                    ),
+                    concurrency=concurrency or clf.settings.concurrency or cfg.defaults.concurrency,
                     requests_per_second=clf.settings.requests_per_second,
                 )
                 for clf in classifiers
             ]
-            local = {p.config_hash: p.classifier for p in plans if id(p.classifier) in pooled}
             with (
-                WorkerPool(n_workers, local) if n_workers > 1 else nullcontext() as pool,
+                _executor(engine, plans, n_workers, ray_address) as pool,
                 ResultStore(out_dir / RESULTS_DB, resume=resume) as store,
             ):
                 runner = Runner(
@@ -194,7 +207,8 @@ def run_compare(
             summary = _summarise(
                 out_dir, data, plans, outcome, counts, subgroups, taxonomy, limit, volume, cfg.policy
             )
-            summary["run"]["workers"] = n_workers
+            summary["run"]["workers"] = pool.workers if pool is not None else 1
+            summary["run"]["engine"] = engine
             from cloudderm.report import render_terminal, write_reports
 
             write_reports(
@@ -214,9 +228,28 @@ def run_compare(
             _close_all(classifiers)
 
 
-def _lane_threads(concurrency: int, workers: int) -> int:
-    """Threads feeding a provider: a local model in worker processes needs one per worker to keep all busy."""
-    return max(concurrency, workers)
+def _executor(
+    engine: str, plans: Sequence[ProviderPlan], workers: int | None, ray_address: str | None
+) -> Any:
+    """Where CPU work and calls run (a context manager yielding an ``Executor``, or None for threads here).
+
+    A provider whose calls move out of this process gets enough of the runner's threads to keep every
+    worker or replica busy (``plan.concurrency`` is raised to match).
+    """
+    if engine == "ray":
+        from cloudderm.compare.ray_engine import RayEngine
+
+        ray_engine = RayEngine(plans, workers=workers, address=ray_address)
+        for plan in plans:
+            plan.concurrency = ray_engine.lane_threads(plan)
+        return ray_engine
+    if not workers or workers <= 1:
+        return nullcontext()
+    local = {p.config_hash: p.classifier for p in plans if runs_in_worker(p.classifier)}
+    for plan in plans:
+        if plan.config_hash in local:
+            plan.concurrency = max(plan.concurrency, workers)
+    return WorkerPool(workers, local)
 
 
 def _close_all(classifiers: Sequence[Classifier]) -> None:

@@ -25,7 +25,15 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import TYPE_CHECKING, Any
 
-from cloudderm.errors import ConfigError, InvalidImageError, ProviderError
+from cloudderm.compare.remote_work import (
+    configure_threads,
+    portable_error,
+    prepare_remote,
+    runs_in_worker,
+    with_thread_setting,
+    worker_threads,
+)
+from cloudderm.errors import ConfigError, InvalidImageError
 
 if TYPE_CHECKING:
     from cloudderm.classifier import Classifier
@@ -40,7 +48,6 @@ __all__ = ["DEFAULT_WORKERS", "WORKERS_ENV", "WorkerPool", "default_workers", "r
 DEFAULT_WORKERS = 1
 WORKERS_ENV = "CLOUDDERM_WORKERS"  # the test suite sets it to 1; users may set their own default
 _PARENT_POLL_S = 0.5
-_THREAD_FIELDS = ("threads", "onnx_threads", "intra_op_threads")
 
 _ADAPTERS: dict[str, Classifier] = {}  # in a worker: config hash -> its own copy of the local adapter
 
@@ -59,36 +66,6 @@ def default_workers() -> int:
     return DEFAULT_WORKERS
 
 
-def runs_in_worker(classifier: Classifier) -> bool:
-    """Whether this adapter's inference may move to a worker process (a local model that pickles)."""
-    if not getattr(type(classifier), "runs_in_worker_process", False):
-        return False
-    try:
-        pickle.dumps(classifier)
-    except Exception:
-        return False
-    return True
-
-
-def worker_threads(classifier: Classifier) -> int:
-    """The model threads one worker uses for this provider: its own setting, 1 when unset."""
-    for name in _THREAD_FIELDS:
-        value = getattr(classifier.settings, name, None)
-        if isinstance(value, int) and value >= 1:
-            return value
-    return 1
-
-
-def _with_threads(classifier: Classifier) -> Classifier:
-    """A copy whose unset thread setting is 1, so N workers do not each start one thread per core."""
-    for name in _THREAD_FIELDS:
-        if name in type(classifier.settings).model_fields and getattr(classifier.settings, name) is None:
-            rebuild, args = classifier.__reduce__()[:2]  # (type, name, settings, taxonomy, retry, state)
-            settings = classifier.settings.model_copy(update={name: 1})
-            return rebuild(args[0], args[1], settings, *args[3:])
-    return classifier
-
-
 class WorkerPool:
     """A spawn-method process pool that prepares images and runs the local adapters it was given.
 
@@ -103,7 +80,7 @@ class WorkerPool:
         self.workers = workers
         self.local = dict(local or {})
         threads = max([worker_threads(c) for c in self.local.values()] or [1])
-        blob = pickle.dumps({key: _with_threads(clf) for key, clf in self.local.items()})
+        blob = pickle.dumps({key: with_thread_setting(clf) for key, clf in self.local.items()})
         self._executor = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=get_context("spawn"),
@@ -113,6 +90,9 @@ class WorkerPool:
 
     def runs(self, config_hash: str) -> bool:
         return config_hash in self.local
+
+    def paces(self, config_hash: str) -> bool:
+        return False  # the runner's own limiter paces every provider on one machine
 
     def prepare(
         self, data: bytes, *, max_bytes: int | None, max_side: int | None, source: str
@@ -145,16 +125,9 @@ def _init_worker(blob: bytes, threads: int) -> None:
     # Ctrl-C reaches the whole process group: the parent decides what stops; in-flight work finishes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent(os.getppid())
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(threads)
     _ADAPTERS.update(pickle.loads(blob))
     if _ADAPTERS:
-        try:
-            import torch
-
-            torch.set_num_threads(threads)
-        except ImportError:
-            pass
+        configure_threads(threads)
     for clf in _ADAPTERS.values():
         clf.warm_up()  # the model loads once per worker, before any timed call
 
@@ -171,12 +144,7 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _prepare(data: bytes, max_bytes: int | None, max_side: int | None, source: str) -> tuple[str, Any]:
-    from cloudderm.images import prepare
-
-    try:
-        return "ok", prepare(data, max_bytes=max_bytes, max_side=max_side, source=source)
-    except InvalidImageError as e:  # its constructor takes two arguments: sent back as the reason alone
-        return "invalid", e.reason
+    return prepare_remote(data, max_bytes, max_side, source)
 
 
 def _classify(config_hash: str, images: list[PreparedImage]) -> tuple[str, Any]:
@@ -184,20 +152,4 @@ def _classify(config_hash: str, images: list[PreparedImage]) -> tuple[str, Any]:
     try:
         return "ok", clf.classify_prepared(images)
     except Exception as e:
-        return "error", _portable(e, clf.name)
-
-
-def _portable(error: Exception, provider: str) -> Exception:
-    """The error itself when it survives pickling, else a ProviderError saying the same thing."""
-    try:
-        pickle.loads(pickle.dumps(error))
-        return error
-    except Exception:
-        pass
-    detail = getattr(error, "detail", None) or str(error)
-    return ProviderError(
-        f"{type(error).__name__}: {detail}",
-        provider=getattr(error, "provider", None) or provider,
-        endpoint=getattr(error, "endpoint", None),
-        retryable=bool(getattr(error, "retryable", False)),
-    )
+        return "error", portable_error(e, clf.name)

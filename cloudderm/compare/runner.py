@@ -43,7 +43,7 @@ from cloudderm.prediction import Prediction
 from cloudderm.retry import call_with_retries
 
 if TYPE_CHECKING:
-    from cloudderm.compare.pool import WorkerPool
+    from cloudderm.compare.executor import Executor
 
 __all__ = ["DEFAULT_BREAKER_THRESHOLD", "ProviderPlan", "ProviderStats", "RunOutcome", "Runner"]
 
@@ -86,7 +86,8 @@ class Runner:
         breaker_threshold: consecutive failed calls that open a provider's breaker (0 disables it).
         prepare_workers: threads decoding images (Pillow releases the GIL while decoding).
         queue_size: bound of each provider's queue (default: twice its concurrency x batch size).
-        pool: worker processes for preparation and local models (``compare --workers``); None: threads only.
+        pool: where preparation and some providers' calls run instead of this process's threads: worker
+            processes (``compare --workers``) or a Ray cluster (``--engine ray``); None: threads only.
     """
 
     def __init__(
@@ -99,7 +100,7 @@ class Runner:
         breaker_threshold: int = DEFAULT_BREAKER_THRESHOLD,
         prepare_workers: int = 2,
         queue_size: int | None = None,
-        pool: WorkerPool | None = None,
+        pool: Executor | None = None,
     ) -> None:
         if not providers:
             raise ValueError("no providers to run")
@@ -120,7 +121,7 @@ class Runner:
                 queue=queue.Queue(maxsize=queue_size or max(4, 2 * plan.concurrency * plan.batch_size)),
                 breaker=CircuitBreaker(breaker_threshold),
                 limiter=RateLimiter(plan.requests_per_second, sleep=self._sleep)
-                if plan.requests_per_second
+                if plan.requests_per_second and not (pool is not None and pool.paces(plan.config_hash))
                 else None,
                 stats=ProviderStats(),
             )

@@ -148,7 +148,7 @@ providers:
 
 
 def test_errors_that_do_not_pickle_come_back_as_provider_errors() -> None:
-    from cloudderm.compare.pool import _portable
+    from cloudderm.compare.remote_work import portable_error as _portable
 
     error = ProviderHTTPError("server said no", status=503, provider="local")
     try:
@@ -218,7 +218,8 @@ def test_killed_run_with_workers_resumes_without_repeating_any_answered_call(
 
 def test_workers_use_the_providers_threads_and_one_when_unset(local_model: Path) -> None:
     from cloudderm.adapters.huggingface import HuggingFaceClassifier, HuggingFaceSettings
-    from cloudderm.compare.pool import _with_threads, runs_in_worker, worker_threads
+    from cloudderm.compare.remote_work import runs_in_worker, worker_threads
+    from cloudderm.compare.remote_work import with_thread_setting as _with_threads
 
     unset = HuggingFaceClassifier(
         "local", HuggingFaceSettings(adapter="huggingface", model=str(local_model), runtime="onnx")
