@@ -140,9 +140,11 @@ def run_compare(
     if ray_address is not None and engine != "ray":
         raise ConfigError("--ray-address needs --engine ray")
     if engine == "ray":
-        from cloudderm.compare.ray_engine import import_ray
+        from cloudderm.compare.ray_engine import check_address, import_ray
 
-        import_ray()  # a missing [ray] extra is exit 2 before anything is built
+        import_ray()  # a missing [ray] extra, or no cluster at the address, is exit 2 before any model loads
+        if ray_address not in (None, "auto", "local"):
+            check_address(ray_address)
         n_workers = workers  # None: the cluster's CPUs, up to 8 (known once connected)
     else:
         n_workers = default_workers() if workers is None else workers

@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import pickle
+import socket
 import threading
 import time
 import uuid
@@ -60,13 +61,14 @@ if TYPE_CHECKING:
     from cloudderm.images import PreparedImage
     from cloudderm.prediction import Prediction
 
-__all__ = ["MAX_DEFAULT_SHARDS", "RayEngine", "import_ray"]
+__all__ = ["MAX_DEFAULT_SHARDS", "RayEngine", "check_address", "import_ray"]
 
 MAX_DEFAULT_SHARDS = 8  # shards (preparers, local-model replicas) when --workers is not given: CPUs, up to 8
 ACTOR_RESTARTS = 3  # a provider or preparer actor that dies is restarted this many times...
 TASK_RETRIES = 3  # ...and the calls it had in flight are re-run this many times before the runner hears
 _POLL_CAP_S = 0.05  # longest single wait before asking the bucket again
 _CLOSE_TIMEOUT_S = 10.0
+_PROBE_TIMEOUT_S = 5.0
 
 
 def import_ray() -> Any:
@@ -340,6 +342,8 @@ def _connect(ray: Any, address: str | None) -> bool:
     """Join ``address`` (or start a local Ray); True when this call started it, so close() stops it."""
     if ray.is_initialized():
         return False
+    if address not in (None, "auto", "local"):
+        check_address(address)  # ray.init retries an address where nothing answers for minutes
     # A new local Ray turns on token authentication (good) and says so on stderr; the notice is not ours
     # to show on every compare run.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
@@ -360,6 +364,25 @@ def _connect(ray: Any, address: str | None) -> bool:
             else f"cannot start {where}: {_ray_reason(e)}. Fix: see `ray start --head`, or use --engine local"
         ) from None
     return True
+
+
+def check_address(address: str) -> None:
+    """A clean, fast exit 2 when nothing listens at ``address`` (``HOST:PORT`` or ``ray://HOST:PORT``)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            f"--ray-address {address!r}: expected HOST:PORT (the head's GCS, e.g. 10.0.0.5:6379) or "
+            "ray://HOST:PORT (Ray Client, e.g. ray://10.0.0.5:10001)"
+        )
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=_PROBE_TIMEOUT_S):
+            pass
+    except OSError as e:
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {address!r}: {e.strerror or e}. Fix: start it with "
+            "`ray start --head` (or check the address and firewall), or leave --ray-address out to run a "
+            "local Ray"
+        ) from None
 
 
 def _ray_reason(error: BaseException) -> str:
