@@ -11,7 +11,8 @@ driver loses nothing that was stored. What moves to the cluster:
   always lands on the same shard and shards spread over the nodes.
 - **Every provider's calls**, through actors that each hold one copy of the provider's client or model
   (adapters pickle and rebuild from their settings). Local models get one replica per shard; a cloud
-  provider gets up to that many, each making several calls at once.
+  provider gets one replica per ``SLOTS_PER_REPLICA`` of its concurrency (up to one per shard), each
+  making that many calls at once on threads, since they wait on the network.
 - **Limits**, cluster-wide: one actor holds a ``TokenBucket`` (bucket.py) that every call must get a grant
   from, which enforces each provider's ``concurrency`` and ``requests_per_second`` however many replicas
   and nodes send. A replica that restarts after a crash reclaims the slots it held.
@@ -66,6 +67,7 @@ __all__ = ["MAX_DEFAULT_SHARDS", "RayEngine", "check_address", "import_ray"]
 MAX_DEFAULT_SHARDS = 8  # shards (preparers, local-model replicas) when --workers is not given: CPUs, up to 8
 ACTOR_RESTARTS = 3  # a provider or preparer actor that dies is restarted this many times...
 TASK_RETRIES = 3  # ...and the calls it had in flight are re-run this many times before the runner hears
+SLOTS_PER_REPLICA = 32  # concurrent calls one cloud-provider replica makes before another replica starts
 _POLL_CAP_S = 0.05  # longest single wait before asking the bucket again
 _CLOSE_TIMEOUT_S = 10.0
 _PROBE_TIMEOUT_S = 5.0
@@ -192,6 +194,9 @@ class RayEngine:
         address: a Ray cluster (``ray://host:10001`` or ``host:6379``); None: ``$RAY_ADDRESS``, else a new
             local Ray on this machine.
         clock: ``"manual"`` puts the bucket on a clock that moves only by ``bucket.advance`` (tests).
+        slots_per_replica: concurrent calls one replica of a cloud provider makes (its threads); a
+            provider gets ``ceil(concurrency / slots_per_replica)`` replicas, up to one per shard. Calls
+            wait on the network, so one process carries many; each replica costs a process start.
     """
 
     def __init__(
@@ -201,6 +206,7 @@ class RayEngine:
         workers: int | None = None,
         address: str | None = None,
         clock: str = "monotonic",
+        slots_per_replica: int = SLOTS_PER_REPLICA,
     ) -> None:
         if workers is not None and workers < 1:
             raise ConfigError("--workers must be at least 1")
@@ -210,6 +216,7 @@ class RayEngine:
         self._started = _connect(ray, address)
         self._actors: list[Any] = []
         self._replicas: dict[str, _Replicas] = {}
+        self._slots_per_replica = max(1, slots_per_replica)
         try:
             cpus = int(ray.cluster_resources().get("CPU", 1))
             self.workers = workers or max(1, min(MAX_DEFAULT_SHARDS, cpus))
@@ -309,7 +316,8 @@ class RayEngine:
     def _start_provider(self, plan: ProviderPlan) -> _Replicas:
         clf, limit = plan.classifier, self.limits[plan.config_hash]
         local = runs_in_worker(clf)
-        count = self.workers if local else max(1, min(self.workers, limit.concurrency))
+        wanted = math.ceil(limit.concurrency / self._slots_per_replica)
+        count = self.workers if local else max(1, min(self.workers, wanted))
         per_actor = math.ceil(limit.concurrency / count)
         blob = pickle.dumps(with_thread_setting(clf) if local else clf)
         threads = worker_threads(clf) if local else None

@@ -152,7 +152,7 @@ def test_cluster_wide_limits_hold_across_replicas_in_the_grant_log(ray_cluster) 
     quota = FakeClassifier("quota", FakeSettings(seed="q"))
     plans = [_plan("steady", steady, "h-steady", 3, None), _plan("quota", quota, "h-quota", 8, 5.0)]
     images = [prepare(make_jpeg((i, 2 * i, 3 * i), (16, 12))) for i in range(20)]
-    with RayEngine(plans, workers=2, clock="manual") as engine:
+    with RayEngine(plans, workers=2, clock="manual", slots_per_replica=2) as engine:
         with ThreadPoolExecutor(8) as callers:
             futures = [
                 callers.submit(engine.classify, key, [img])
