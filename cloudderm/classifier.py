@@ -137,7 +137,8 @@ class Classifier(ABC, Generic[SettingsT]):
     # Who is paid / who receives the images: "aws", "azure", "gcp", "openai", ..., or "local" (this machine).
     vendor: ClassVar[str] = "unknown"
     Settings: ClassVar[type[AdapterSettings]] = AdapterSettings
-    # A local model whose inference may run in a ``compare --workers`` process (it pickles, and is CPU-bound).
+    # A local model whose inference may run in another process (it pickles, and is CPU-bound): ``compare
+    # --workers`` and ``--engine ray`` replicas; see also ``worker_startup_is_light``.
     runs_in_worker_process: ClassVar[bool] = False
     max_batch_size: int = 1
 
@@ -188,6 +189,17 @@ class Classifier(ABC, Generic[SettingsT]):
     def image_limits(self) -> ImageLimits:
         """The provider's request limits, used to prepare images that fit."""
         return ImageLimits()
+
+    def worker_startup_is_light(self) -> bool:
+        """Whether a fresh process loads this local model cheaply next to the work it then does.
+
+        ``compare --workers N`` gives every worker its own copy. A runtime whose import alone costs seconds
+        of CPU (torch: about 1.9 s with transformers) doubled the CPU of a 24-photo comparison with two
+        workers (benchmarks/bench_compare_workers.py), while in the parent it already spreads each call
+        over its own intra-op threads and releases the GIL; such an adapter answers False and stays in the
+        parent. ``--engine ray`` ignores this: there each node pays its start-up once for a large run.
+        """
+        return True
 
     def hash_extras(self) -> dict[str, Any]:
         """What changes this provider's answers besides its wire settings (a generative adapter returns its

@@ -93,7 +93,7 @@ class HuggingFaceClassifier(Classifier[HuggingFaceSettings]):
 
     adapter = "huggingface"
     vendor = "local"
-    runs_in_worker_process = True  # compare --workers runs it in worker processes
+    runs_in_worker_process = True  # compare --workers runs it in worker processes (runtime onnx only)
     Settings = HuggingFaceSettings
 
     def __init__(self, name: str, settings: AdapterSettings, **kwargs: Any) -> None:
@@ -112,6 +112,10 @@ class HuggingFaceClassifier(Classifier[HuggingFaceSettings]):
         self._facts: ModelFacts | None = None
 
     # ---- identity and governance -----------------------------------------------------------------
+    def worker_startup_is_light(self) -> bool:
+        """ONNX Runtime loads in a fraction of a second; torch (seconds) stays in the parent's threads."""
+        return self.settings.runtime != "torch"
+
     @property
     def model_id(self) -> str:
         revision = self.settings.revision

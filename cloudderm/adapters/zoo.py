@@ -48,7 +48,7 @@ class ZooClassifier(Classifier[ZooSettings]):
 
     adapter = "zoo"
     vendor: ClassVar[str] = "local"
-    runs_in_worker_process = True  # compare --workers runs it in worker processes
+    runs_in_worker_process = True  # compare --workers runs it in worker processes (runtime onnx only)
     Settings = ZooSettings
 
     def __init__(self, name: str, settings: ZooSettings, **kwargs: Any) -> None:
@@ -59,6 +59,10 @@ class ZooClassifier(Classifier[ZooSettings]):
         self._labels: list[str] | None = None
 
     # ---- identity and governance -----------------------------------------------------------------
+    def worker_startup_is_light(self) -> bool:
+        """ONNX Runtime loads in a fraction of a second; torch (seconds) stays in the parent's threads."""
+        return self.settings.runtime != "torch"
+
     @property
     def model_id(self) -> str:
         return f"{self.card.name} ({self.card.pip_spec}, {self.settings.runtime})"

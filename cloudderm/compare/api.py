@@ -247,7 +247,11 @@ def _executor(
         return ray_engine
     if not workers or workers <= 1:
         return nullcontext()
-    local = {p.config_hash: p.classifier for p in plans if runs_in_worker(p.classifier)}
+    local = {
+        p.config_hash: p.classifier
+        for p in plans
+        if runs_in_worker(p.classifier) and p.classifier.worker_startup_is_light()
+    }
     for plan in plans:
         if plan.config_hash in local:
             plan.concurrency = max(plan.concurrency, workers)

@@ -30,7 +30,7 @@ from tests.e2e.test_compare_cli import (
 )
 
 HAM = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
-# Scores are float32 softmax outputs in [0, 1]. One process runs the model with torch's default threads and
+# Scores are float32 softmax outputs in [0, 1]. One process runs the model with the runtime's own threads and
 # whatever batches the queue held; a worker runs it with 1 thread. Both change the order of the float32 sums
 # in each convolution (eps 1.2e-7, ~10^2-10^3 terms per output, ~20 layers), so a few 1e-6 of drift in a
 # probability is the arithmetic, not a bug; 1e-4 leaves a wide margin and still catches a wrong image/model.
@@ -47,12 +47,15 @@ def local_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _config(path: Path, model: Path) -> Path:
+    cache = (
+        path.parent / "onnx-cache"
+    )  # runtime onnx: the model runs in the workers (torch stays in the parent)
     path.write_text(
         f"""version: 1
 defaults: {{concurrency: 2, max_retries: 1}}
 policy: {{allowed_regions: [local]}}
 providers:
-  local: {{adapter: huggingface, model: "{model}", batch_size: 2}}
+  local: {{adapter: huggingface, model: "{model}", batch_size: 2, runtime: onnx, onnx_cache_dir: "{cache}"}}
   cloud: {{adapter: "{FAKE}", model: cloud-model, seed: c, batch_size: 2}}
 """
     )
@@ -235,6 +238,25 @@ def test_workers_use_the_providers_threads_and_one_when_unset(local_model: Path)
         copy.settings.onnx_threads == 1 and unset.settings.onnx_threads is None
     )  # the parent's is untouched
     assert _with_threads(three) is three
+
+
+def test_torch_models_stay_in_the_parent_and_onnx_ones_go_to_the_workers(local_model: Path) -> None:
+    """A worker pays a torch import (seconds) per copy; ONNX Runtime loads in a fraction of a second."""
+    from cloudderm.adapters.huggingface import HuggingFaceClassifier, HuggingFaceSettings
+    from cloudderm.compare.api import _executor
+    from cloudderm.compare.records import ProviderPlan
+
+    def plan(name: str, runtime: str) -> ProviderPlan:
+        settings = HuggingFaceSettings(adapter="huggingface", model=str(local_model), runtime=runtime)
+        return ProviderPlan(name, HuggingFaceClassifier(name, settings), f"h-{name}", concurrency=1)
+
+    torch_plan, onnx_plan = plan("torch", "torch"), plan("onnx", "onnx")
+    assert (
+        not torch_plan.classifier.worker_startup_is_light() and onnx_plan.classifier.worker_startup_is_light()
+    )
+    with _executor("local", [torch_plan, onnx_plan], 2, None) as pool:
+        assert pool.runs("h-onnx") and not pool.runs("h-torch")
+    assert (onnx_plan.concurrency, torch_plan.concurrency) == (2, 1)  # one feeding thread per worker
 
 
 def test_compare_without_workers_flag_or_environment_runs_in_one_process(tmp_path: Path, monkeypatch) -> None:
