@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -162,7 +163,9 @@ def run_compare(
         raise
     with folder:
         try:
+            started = time.perf_counter()
             start_providers(classifiers)  # secrets checked; model loads never count as the first latency
+            seconds = {"start": time.perf_counter() - started}
             plans = [
                 ProviderPlan(
                     name=clf.name,
@@ -185,7 +188,10 @@ def run_compare(
                     breaker_threshold=breaker_threshold,
                     pool=pool,
                 )
+                started = time.perf_counter()
                 outcome = runner.run(iter(data), len(data))
+                seconds["run"] = time.perf_counter() - started
+                started = time.perf_counter()
                 if outcome.interrupted:
                     hint = resume_hint or "call run_compare again with the same arguments"
                     message = (
@@ -211,6 +217,10 @@ def run_compare(
             )
             summary["run"]["workers"] = pool.workers if pool is not None else 1
             summary["run"]["engine"] = engine
+            seconds["summarise"] = time.perf_counter() - started  # export, metrics, cost, risks
+            # where the wall time went (start-up, the run itself, summarising; reports come after this is
+            # written): what `--workers` / `--engine` can speed up is "run"
+            summary["run"]["seconds"] = {key: round(value, 3) for key, value in seconds.items()}
             from cloudderm.report import render_terminal, write_reports
 
             write_reports(
