@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -339,15 +340,20 @@ class Classifier(ABC, Generic[SettingsT]):
         )
 
     def _finish(self, image: PreparedImage, raw: RawResult, latency_ms: float, batch: int) -> Prediction:
-        """Normalise one decoded answer into a Prediction with taxonomy, warnings and cost."""
-        labels = label_scores(raw.labels)
+        """Normalise one decoded answer into a Prediction with taxonomy, warnings and cost.
+
+        The labels are sorted and clamped here (``sorted_label_rows``) and validated once, as part of the
+        ``Prediction`` itself: building ``LabelScore``s in a pass of their own and then validating the
+        ``Prediction`` around them cost a second trip through pydantic on every answer.
+        """
+        rows = sorted_label_rows(raw.labels)
         warnings = [*self.standing_warnings, *raw.warnings]
-        answered = bool(labels) and raw.outcome == "answered"
-        canonical, triage, out_of_domain = self.taxonomy.map_top(labels[0].label if answered else None)
+        answered = bool(rows) and raw.outcome == "answered"
+        canonical, triage, out_of_domain = self.taxonomy.map_top(rows[0][0] if answered else None)
         if out_of_domain:
             warnings.append(out_of_domain)
         if answered:
-            total = sum(ls.score for ls in labels)
+            total = sum(map(_SCORE, rows))
             if raw.scores_independent:
                 warnings.append(INDEPENDENT_SCORES_WARNING)
             elif not math.isclose(total, 1.0, abs_tol=0.02) and self._returns_all_labels(raw):
@@ -365,7 +371,8 @@ class Classifier(ABC, Generic[SettingsT]):
             adapter=self.adapter,
             model=raw.model or self.model_id,
             image_sha256=image.sha256,
-            labels=labels,
+            # plain rows: the Prediction validates them into LabelScores (one pass, see the docstring)
+            labels=[{"label": label, "score": score} for label, score in rows],  # type: ignore[arg-type]
             canonical=canonical,
             triage=triage,  # type: ignore[arg-type]
             latency_ms=latency_ms,
@@ -402,17 +409,36 @@ def _label_score_list() -> TypeAdapter[list[LabelScore]]:
     return TypeAdapter(list[LabelScore])
 
 
+_SCORE = operator.itemgetter(1)
+
+
 def label_scores(pairs: Sequence[tuple[str, float]]) -> list[LabelScore]:
     """``(label, score)`` pairs as LabelScores, highest score first, validated in one pass.
 
     Why one pass: an ImageNet-sized answer has 1,000 labels, and building each ``LabelScore`` on its own
     costs ~2 µs of Python per label (2 ms per image); pydantic validates the whole list in its core in a
     third of that. Scores a hair outside 0..1 are clamped first; anything further out still fails.
+    ``Classifier._finish`` goes one step further and validates the rows inside its ``Prediction``.
     """
-    rows = sorted(
-        ((str(label), _clamp(score)) for label, score in pairs), key=lambda row: row[1], reverse=True
-    )
+    rows = sorted_label_rows(pairs)
     return _label_score_list().validate_python([{"label": label, "score": score} for label, score in rows])
+
+
+def sorted_label_rows(pairs: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
+    """``(label, score)`` pairs with text labels and float scores (clamped), highest score first, unvalidated.
+
+    A label that is already text with a float score already in 0..1 (every label of a well-formed answer)
+    is kept as it is, without a Python call per label; anything else goes through ``str`` and ``_clamp``
+    as before. The sort is stable, so equal scores keep the provider's order.
+    """
+    rows = [
+        (label, score)
+        if type(label) is str and type(score) is float and 0.0 <= score <= 1.0
+        else (str(label), _clamp(score))
+        for label, score in pairs
+    ]
+    rows.sort(key=_SCORE, reverse=True)
+    return rows
 
 
 def _clamp(score: float) -> float:
