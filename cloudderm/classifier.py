@@ -76,11 +76,16 @@ class AdapterSettings(BaseModel):
 
         Called when a provider is about to be warmed up or called, never when a config is only read: ``cost``
         and ``providers`` make no call, so they never need the secrets.
+
+        It runs before every call, so it reads the private value from ``__pydantic_private__`` (a slot)
+        rather than through ``BaseModel.__getattr__``, a Python-level lookup on every call.
         """
-        if self._missing_env:
+        private = self.__pydantic_private__ or {}
+        missing: tuple[tuple[str, str, str], ...] = private.get("_missing_env", ())
+        if missing:
             from cloudderm.errors import unset_variable_error
 
-            field, var, source = self._missing_env[0]
+            field, var, source = missing[0]
             raise unset_variable_error(var, source, provider, field)
 
 
@@ -314,6 +319,8 @@ class Classifier(ABC, Generic[SettingsT]):
         Adapters whose provider limits a request by bytes rather than by count (Vertex AI) override this.
         """
         size = max(1, self.max_batch_size)
+        if 0 < len(images) <= size:  # the usual case (one image, or one batch): no slicing, no range
+            return [images]
         return [images[i : i + size] for i in range(0, len(images), size)]
 
     # ---- internals ------------------------------------------------------------------------------

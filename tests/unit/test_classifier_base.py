@@ -197,6 +197,15 @@ def test_finish_still_refuses_out_of_range_scores(sample_images) -> None:
             Scripted([])._finish(prepare(sample_images[0]), RawResult(labels=labels), 1.0, 1)
 
 
+def test_plan_batches_edges(sample_images) -> None:
+    images = [object()] * 5
+    clf = Scripted([], batch=2)
+    assert clf.plan_batches([]) == []
+    assert clf.plan_batches(images[:1]) == [images[:1]]
+    assert clf.plan_batches(images[:2]) == [images[:2]]
+    assert clf.plan_batches(images) == [images[:2], images[2:4], images[4:]]
+
+
 def test_a_prediction_built_directly_sorts_its_labels_stably() -> None:
     from cloudderm.prediction import LabelScore, Prediction
 
