@@ -349,14 +349,15 @@ class Classifier(ABC, Generic[SettingsT]):
     def _finish(self, image: PreparedImage, raw: RawResult, latency_ms: float, batch: int) -> Prediction:
         """Normalise one decoded answer into a Prediction with taxonomy, warnings and cost.
 
-        The labels are sorted and clamped here (``sorted_label_rows``) and validated once, as part of the
+        The labels are sorted and clamped here (``label_rows``) and validated once, as part of the
         ``Prediction`` itself: building ``LabelScore``s in a pass of their own and then validating the
-        ``Prediction`` around them cost a second trip through pydantic on every answer.
+        ``Prediction`` around them cost a second trip through pydantic on every answer. This runs for every
+        answer of every provider, so it does no work twice (issue #15 measured it against the SDK call).
         """
-        rows = sorted_label_rows(raw.labels)
+        rows = label_rows(raw.labels)
         warnings = [*self.standing_warnings, *raw.warnings]
         answered = bool(rows) and raw.outcome == "answered"
-        canonical, triage, out_of_domain = self.taxonomy.map_top(rows[0][0] if answered else None)
+        canonical, triage, out_of_domain = self.taxonomy.map_top(rows[0]["label"] if answered else None)
         if out_of_domain:
             warnings.append(out_of_domain)
         if answered:
@@ -365,32 +366,38 @@ class Classifier(ABC, Generic[SettingsT]):
                 warnings.append(INDEPENDENT_SCORES_WARNING)
             elif not math.isclose(total, 1.0, abs_tol=0.02) and self._returns_all_labels(raw):
                 warnings.append(NOT_NORMALISED_WARNING.format(total=total))
-        details = dict(raw.details)
-        if batch > 1:
-            details.setdefault("batch_size", batch)
+        # Validation copies the dict into the Prediction, so raw.details is neither copied here nor mutated.
+        details = raw.details
+        if batch > 1 and "batch_size" not in details:
+            details = {**details, "batch_size": batch}
         pricing = self.pricing
         cost = pricing.cost_per_call(batch) if pricing is not None else None
-        cost_for_usage = getattr(pricing, "cost_for_usage", None)
-        if raw.usage is not None and cost_for_usage is not None:
-            cost = cost_for_usage(raw.usage)  # token-priced: this call's own measured usage
-        return Prediction(
-            provider=self.name,
-            adapter=self.adapter,
-            model=raw.model or self.model_id,
-            image_sha256=image.sha256,
-            # plain rows: the Prediction validates them into LabelScores (one pass, see the docstring)
-            labels=[{"label": label, "score": score} for label, score in rows],  # type: ignore[arg-type]
-            canonical=canonical,
-            triage=triage,  # type: ignore[arg-type]
-            latency_ms=latency_ms,
-            cost_usd=cost,
-            request_id=raw.request_id,
-            warnings=list(dict.fromkeys(warnings)),
-            provider_details=details,
-            outcome=raw.outcome,
-            reason=truncate_reason(raw.reason),
-            usage=raw.usage,
+        if raw.usage is not None:
+            cost_for_usage = getattr(pricing, "cost_for_usage", None)
+            if cost_for_usage is not None:
+                cost = cost_for_usage(raw.usage)  # token-priced: this call's own measured usage
+        # The model's own validator, called directly: the same full validation as Prediction(**fields),
+        # without BaseModel.__init__'s Python frame around it (measurable on every answer; issue #15).
+        prediction: Prediction = Prediction.__pydantic_validator__.validate_python(
+            {
+                "provider": self.name,
+                "adapter": self.adapter,
+                "model": raw.model or self.model_id,
+                "image_sha256": image.sha256,
+                "labels": rows,  # validated into LabelScores here (one pass, see the docstring)
+                "canonical": canonical,
+                "triage": triage,
+                "latency_ms": latency_ms,
+                "cost_usd": cost,
+                "request_id": raw.request_id,
+                "warnings": list(dict.fromkeys(warnings)),
+                "provider_details": details,
+                "outcome": raw.outcome,
+                "reason": truncate_reason(raw.reason),
+                "usage": raw.usage,
+            }
         )
+        return prediction
 
     def _returns_all_labels(self, raw: RawResult) -> bool:
         """Whether the answer is a full distribution (so its sum should be 1); adapters may refine."""
@@ -416,7 +423,7 @@ def _label_score_list() -> TypeAdapter[list[LabelScore]]:
     return TypeAdapter(list[LabelScore])
 
 
-_SCORE = operator.itemgetter(1)
+_SCORE = operator.itemgetter("score")
 
 
 def label_scores(pairs: Sequence[tuple[str, float]]) -> list[LabelScore]:
@@ -427,21 +434,21 @@ def label_scores(pairs: Sequence[tuple[str, float]]) -> list[LabelScore]:
     third of that. Scores a hair outside 0..1 are clamped first; anything further out still fails.
     ``Classifier._finish`` goes one step further and validates the rows inside its ``Prediction``.
     """
-    rows = sorted_label_rows(pairs)
-    return _label_score_list().validate_python([{"label": label, "score": score} for label, score in rows])
+    return _label_score_list().validate_python(label_rows(pairs))
 
 
-def sorted_label_rows(pairs: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
-    """``(label, score)`` pairs with text labels and float scores (clamped), highest score first, unvalidated.
+def label_rows(pairs: Sequence[tuple[str, float]]) -> list[dict[str, Any]]:
+    """``(label, score)`` pairs as the ``{"label", "score"}`` rows a LabelScore is validated from: text
+    labels, float scores (clamped), highest score first; not validated yet.
 
     A label that is already text with a float score already in 0..1 (every label of a well-formed answer)
-    is kept as it is, without a Python call per label; anything else goes through ``str`` and ``_clamp``
+    is taken as it is, without a Python call per label; anything else goes through ``str`` and ``_clamp``
     as before. The sort is stable, so equal scores keep the provider's order.
     """
     rows = [
-        (label, score)
+        {"label": label, "score": score}
         if type(label) is str and type(score) is float and 0.0 <= score <= 1.0
-        else (str(label), _clamp(score))
+        else {"label": str(label), "score": _clamp(score)}
         for label, score in pairs
     ]
     rows.sort(key=_SCORE, reverse=True)

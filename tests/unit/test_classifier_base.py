@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import pytest
@@ -162,6 +163,9 @@ FINISH_CASES = {
     "out of domain, not normalised": RawResult(labels=[("coffee bean", 0.9), ("nevus", 0.5)]),
     "independent scores": RawResult(labels=[("nevus", 0.9), ("melanoma", 0.9)], scores_independent=True),
     "truncated": RawResult(labels=[("nevus", 0.6)], details={"truncated_labels": True}, warnings=["w", "w"]),
+    "batch size already in the details": RawResult(
+        labels=[("mel", 1.0)], details={"batch_size": 8, "x": [1]}
+    ),
     "abstained": RawResult(labels=[], outcome="abstained", reason="refused " * 60),
     "unparseable with labels": RawResult(labels=[("nv", 1.0)], outcome="unparseable", reason="?"),
     "imagenet-sized": RawResult(
@@ -180,11 +184,14 @@ def test_finish_equals_the_two_pass_reference(sample_images, case: str, batch: i
     clf.standing_warnings.append("w")
     image = prepare(sample_images[0])
     raw = FINISH_CASES[case]
+    untouched = copy.deepcopy(raw)
     for _ in range(2):  # the second time, the taxonomy answers from what it remembered
         got = clf._finish(image, raw, 12.5, batch)
         want = prediction_before(clf, image, raw, 12.5, batch)
         assert got.model_dump() == want.model_dump()
         assert [type(ls.score) for ls in got.labels] == [float] * len(got.labels)
+        assert got.provider_details is not raw.details and got.warnings is not raw.warnings
+    assert raw == untouched  # the adapter's RawResult is read, never changed
 
 
 def test_finish_still_refuses_out_of_range_scores(sample_images) -> None:
