@@ -356,10 +356,7 @@ class AzureMLClassifier(Classifier[AzureMLSettings]):
             raise ResponseFormatError(
                 e.detail, provider=self.name, endpoint=uri, request_id=request_id
             ) from e
-        details = {
-            "deployment": answer_headers.get(DEPLOYMENT_HEADER) or s.deployment,
-            "http_attempts": attempts,
-        }
+        deployment = answer_headers.get(DEPLOYMENT_HEADER) or s.deployment
         model = self.model_id
         independent = s.task == "multilabel"
         check_truncation = s.response_format == "transformers" and not independent
@@ -369,7 +366,7 @@ class AzureMLClassifier(Classifier[AzureMLSettings]):
                 labels=labels,
                 model=model,
                 request_id=request_id,
-                details=dict(details),
+                details={"deployment": deployment, "http_attempts": attempts},  # one dict per result
                 scores_independent=independent,
             )
             warning = truncation_warning(labels) if check_truncation else None
