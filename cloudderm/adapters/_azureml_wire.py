@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import binascii
 import email.utils
+import functools
 import json
 import math
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import urlparse
 
@@ -39,6 +40,15 @@ from cloudderm.errors import (
     ResponseFormatError,
 )
 from cloudderm.redact import mask_values
+
+# Base64 of the image bytes is most of what building a request costs: binascii does ~1 byte per ns
+# (10 us for a 11 KB thumbnail, 1.1 ms for a 1 MB photo); pybase64 (installed by the ``azure`` extra) gives
+# the same bytes with SIMD, ~20x faster. binascii when it is missing, so the adapter still works without it.
+_b64encode: Callable[[bytes], bytes]
+try:
+    from pybase64 import b64encode as _b64encode
+except ImportError:  # pragma: no cover - the azure extra installs pybase64
+    _b64encode = functools.partial(binascii.b2a_base64, newline=False)
 
 __all__ = [
     "MAX_REQUEST_BYTES",
@@ -91,7 +101,7 @@ def encode_request(images: Sequence[bytes], response_format: ResponseFormat) -> 
     head, tail = _ENVELOPES[response_format]
     if not images:
         return head + b"[]" + tail
-    data = b'", "'.join([binascii.b2a_base64(image, newline=False) for image in images])
+    data = b'", "'.join([_b64encode(image) for image in images])
     return b"".join((head, b'["', data, b'"]', tail))
 
 

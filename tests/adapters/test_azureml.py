@@ -173,6 +173,23 @@ def test_request_body_is_byte_for_byte_the_json_encoding(response_format, count)
     assert wire.encode_request(images, response_format) == json.dumps(payload).encode("utf-8")
 
 
+def test_base64_is_the_same_with_or_without_pybase64(monkeypatch, sample_images):
+    """The body is byte for byte the same whichever base64 encoder the adapter found (pybase64 or binascii),
+    for every length modulo 3, empty input and real JPEGs."""
+    import binascii
+    import functools
+
+    images = [bytes(range(n % 256)) * (n // 256 + 1) for n in range(0, 70)] + list(sample_images)
+    fast = [wire.encode_request([image], "automl") for image in images] + [
+        wire.encode_request(images, "automl")
+    ]
+    monkeypatch.setattr(wire, "_b64encode", functools.partial(binascii.b2a_base64, newline=False))
+    slow = [wire.encode_request([image], "automl") for image in images] + [
+        wire.encode_request(images, "automl")
+    ]
+    assert fast == slow
+
+
 # ---- decoders on inline documented bodies --------------------------------------------------------
 @pytest.mark.parametrize("doc", [DOC_MULTICLASS, DOC_MULTILABEL])
 def test_decodes_documented_automl_bodies(doc):
