@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -75,11 +76,16 @@ class AdapterSettings(BaseModel):
 
         Called when a provider is about to be warmed up or called, never when a config is only read: ``cost``
         and ``providers`` make no call, so they never need the secrets.
+
+        It runs before every call, so it reads the private value from ``__pydantic_private__`` (a slot)
+        rather than through ``BaseModel.__getattr__``, a Python-level lookup on every call.
         """
-        if self._missing_env:
+        private = self.__pydantic_private__ or {}
+        missing: tuple[tuple[str, str, str], ...] = private.get("_missing_env", ())
+        if missing:
             from cloudderm.errors import unset_variable_error
 
-            field, var, source = self._missing_env[0]
+            field, var, source = missing[0]
             raise unset_variable_error(var, source, provider, field)
 
 
@@ -325,6 +331,8 @@ class Classifier(ABC, Generic[SettingsT]):
         Adapters whose provider limits a request by bytes rather than by count (Vertex AI) override this.
         """
         size = max(1, self.max_batch_size)
+        if 0 < len(images) <= size:  # the usual case (one image, or one batch): no slicing, no range
+            return [images]
         return [images[i : i + size] for i in range(0, len(images), size)]
 
     # ---- internals ------------------------------------------------------------------------------
@@ -351,44 +359,57 @@ class Classifier(ABC, Generic[SettingsT]):
         )
 
     def _finish(self, image: PreparedImage, raw: RawResult, latency_ms: float, batch: int) -> Prediction:
-        """Normalise one decoded answer into a Prediction with taxonomy, warnings and cost."""
-        labels = label_scores(raw.labels)
+        """Normalise one decoded answer into a Prediction with taxonomy, warnings and cost.
+
+        The labels are sorted and clamped here (``label_rows``) and validated once, as part of the
+        ``Prediction`` itself: building ``LabelScore``s in a pass of their own and then validating the
+        ``Prediction`` around them cost a second trip through pydantic on every answer. This runs for every
+        answer of every provider, so it does no work twice (issue #15 measured it against the SDK call).
+        """
+        rows = label_rows(raw.labels)
         warnings = [*self.standing_warnings, *raw.warnings]
-        answered = bool(labels) and raw.outcome == "answered"
-        canonical, triage, out_of_domain = self.taxonomy.map_top(labels[0].label if answered else None)
+        answered = bool(rows) and raw.outcome == "answered"
+        canonical, triage, out_of_domain = self.taxonomy.map_top(rows[0]["label"] if answered else None)
         if out_of_domain:
             warnings.append(out_of_domain)
         if answered:
-            total = sum(ls.score for ls in labels)
+            total = sum(map(_SCORE, rows))
             if raw.scores_independent:
                 warnings.append(INDEPENDENT_SCORES_WARNING)
             elif not math.isclose(total, 1.0, abs_tol=0.02) and self._returns_all_labels(raw):
                 warnings.append(NOT_NORMALISED_WARNING.format(total=total))
-        details = dict(raw.details)
-        if batch > 1:
-            details.setdefault("batch_size", batch)
+        # Validation copies the dict into the Prediction, so raw.details is neither copied here nor mutated.
+        details = raw.details
+        if batch > 1 and "batch_size" not in details:
+            details = {**details, "batch_size": batch}
         pricing = self.pricing
         cost = pricing.cost_per_call(batch) if pricing is not None else None
-        cost_for_usage = getattr(pricing, "cost_for_usage", None)
-        if raw.usage is not None and cost_for_usage is not None:
-            cost = cost_for_usage(raw.usage)  # token-priced: this call's own measured usage
-        return Prediction(
-            provider=self.name,
-            adapter=self.adapter,
-            model=raw.model or self.model_id,
-            image_sha256=image.sha256,
-            labels=labels,
-            canonical=canonical,
-            triage=triage,  # type: ignore[arg-type]
-            latency_ms=latency_ms,
-            cost_usd=cost,
-            request_id=raw.request_id,
-            warnings=list(dict.fromkeys(warnings)),
-            provider_details=details,
-            outcome=raw.outcome,
-            reason=truncate_reason(raw.reason),
-            usage=raw.usage,
+        if raw.usage is not None:
+            cost_for_usage = getattr(pricing, "cost_for_usage", None)
+            if cost_for_usage is not None:
+                cost = cost_for_usage(raw.usage)  # token-priced: this call's own measured usage
+        # The model's own validator, called directly: the same full validation as Prediction(**fields),
+        # without BaseModel.__init__'s Python frame around it (measurable on every answer; issue #15).
+        prediction: Prediction = Prediction.__pydantic_validator__.validate_python(
+            {
+                "provider": self.name,
+                "adapter": self.adapter,
+                "model": raw.model or self.model_id,
+                "image_sha256": image.sha256,
+                "labels": rows,  # validated into LabelScores here (one pass, see the docstring)
+                "canonical": canonical,
+                "triage": triage,
+                "latency_ms": latency_ms,
+                "cost_usd": cost,
+                "request_id": raw.request_id,
+                "warnings": list(dict.fromkeys(warnings)),
+                "provider_details": details,
+                "outcome": raw.outcome,
+                "reason": truncate_reason(raw.reason),
+                "usage": raw.usage,
+            }
         )
+        return prediction
 
     def _returns_all_labels(self, raw: RawResult) -> bool:
         """Whether the answer is a full distribution (so its sum should be 1); adapters may refine."""
@@ -414,17 +435,36 @@ def _label_score_list() -> TypeAdapter[list[LabelScore]]:
     return TypeAdapter(list[LabelScore])
 
 
+_SCORE = operator.itemgetter("score")
+
+
 def label_scores(pairs: Sequence[tuple[str, float]]) -> list[LabelScore]:
     """``(label, score)`` pairs as LabelScores, highest score first, validated in one pass.
 
     Why one pass: an ImageNet-sized answer has 1,000 labels, and building each ``LabelScore`` on its own
     costs ~2 µs of Python per label (2 ms per image); pydantic validates the whole list in its core in a
     third of that. Scores a hair outside 0..1 are clamped first; anything further out still fails.
+    ``Classifier._finish`` goes one step further and validates the rows inside its ``Prediction``.
     """
-    rows = sorted(
-        ((str(label), _clamp(score)) for label, score in pairs), key=lambda row: row[1], reverse=True
-    )
-    return _label_score_list().validate_python([{"label": label, "score": score} for label, score in rows])
+    return _label_score_list().validate_python(label_rows(pairs))
+
+
+def label_rows(pairs: Sequence[tuple[str, float]]) -> list[dict[str, Any]]:
+    """``(label, score)`` pairs as the ``{"label", "score"}`` rows a LabelScore is validated from: text
+    labels, float scores (clamped), highest score first; not validated yet.
+
+    A label that is already text with a float score already in 0..1 (every label of a well-formed answer)
+    is taken as it is, without a Python call per label; anything else goes through ``str`` and ``_clamp``
+    as before. The sort is stable, so equal scores keep the provider's order.
+    """
+    rows = [
+        {"label": label, "score": score}
+        if type(label) is str and type(score) is float and 0.0 <= score <= 1.0
+        else {"label": str(label), "score": _clamp(score)}
+        for label, score in pairs
+    ]
+    rows.sort(key=_SCORE, reverse=True)
+    return rows
 
 
 def _clamp(score: float) -> float:

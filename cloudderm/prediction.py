@@ -12,9 +12,11 @@ and no out-of-domain warning, and ``reason`` says why. Classifiers always answer
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from functools import partial
+from operator import attrgetter
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from cloudderm.core import Outcome, Usage
 
@@ -34,6 +36,14 @@ class LabelScore(BaseModel):
     score: float = Field(ge=0.0, le=1.0)
 
 
+# The contract "labels sorted by score, descending", kept whatever order the vendor (or a caller) used. The
+# validator is ``sorted`` itself with a C-level key, so validating every Prediction runs no Python frame
+# for it; the sort is stable, so equal scores keep their order.
+SortedLabels = Annotated[
+    list[LabelScore], AfterValidator(partial(sorted, key=attrgetter("score"), reverse=True))
+]
+
+
 class Prediction(BaseModel):
     """One provider's answer for one image, normalised for comparison."""
 
@@ -41,7 +51,7 @@ class Prediction(BaseModel):
     adapter: str
     model: str
     image_sha256: str
-    labels: list[LabelScore]
+    labels: SortedLabels
     canonical: str | None = None
     triage: Triage | None = None
     latency_ms: float
@@ -52,12 +62,6 @@ class Prediction(BaseModel):
     outcome: Outcome = "answered"
     reason: str | None = None
     usage: Usage | None = None
-
-    @field_validator("labels")
-    @classmethod
-    def _sorted_descending(cls, labels: list[LabelScore]) -> list[LabelScore]:
-        """Keep the contract 'sorted by score, descending' whatever order the vendor used."""
-        return sorted(labels, key=lambda ls: ls.score, reverse=True)
 
     @property
     def answered(self) -> bool:

@@ -24,6 +24,8 @@ _OUT_OF_DOMAIN_PREFIX = OUT_OF_DOMAIN_WARNING.split("{", 1)[0]
 
 
 IN_DOMAIN_SHARE = 0.5  # more than this share of a model's labels map: its label set is in the domain
+# map_top remembers this many distinct top labels per taxonomy; past it, the rest are derived on each call.
+TOP_MEMO_SIZE = 4096
 
 
 class TopMapping(NamedTuple):
@@ -63,6 +65,7 @@ class Taxonomy:
             self._check_code(code, text)
             index[normalise_label(text)] = code
         object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_top_memo", {})
 
     def _check_code(self, code: str, text: str) -> None:
         if code not in self.codes:
@@ -103,6 +106,19 @@ class Taxonomy:
         """
         if top_label is None:
             return TopMapping(None, None, None)
+        # Every answer of a model names a top label out of the same few, and the mapping of a label text
+        # depends on nothing but this (immutable) taxonomy: derive it once per label, not once per answer.
+        # Bounded, because a generative model's free text can name ever new labels.
+        memo: dict[str, TopMapping] = self._top_memo  # type: ignore[attr-defined]
+        found = memo.get(top_label)
+        if found is None:
+            found = self._derive_top(top_label)
+            if len(memo) < TOP_MEMO_SIZE:
+                memo[top_label] = found
+        return found
+
+    def _derive_top(self, top_label: str) -> TopMapping:
+        """What ``map_top`` answers for a label it has not seen yet."""
         code = self.canonical(top_label)
         warning = (
             None if code is not None else OUT_OF_DOMAIN_WARNING.format(label=top_label, taxonomy=self.name)

@@ -13,6 +13,7 @@ from typing import Any
 
 import requests
 from azure.core.credentials import AzureKeyCredential
+from azure.core.exceptions import AzureError
 from azure.core.pipeline import Pipeline, PipelineResponse
 from azure.core.pipeline.policies import (
     AzureKeyCredentialPolicy,
@@ -23,11 +24,12 @@ from azure.core.pipeline.policies import (
     UserAgentPolicy,
 )
 from azure.core.pipeline.transport import HttpTransport, RequestsTransport
+from azure.core.rest import HttpRequest
 
 from cloudderm.adapters._azureml_wire import is_transient
 from cloudderm.adapters._http import ca_bundle, pin_environment
 
-__all__ = ["ENTRA_SCOPE", "RETRY_METHODS", "ScoringRetryPolicy", "build_pipeline"]
+__all__ = ["ENTRA_SCOPE", "RETRY_METHODS", "AzureError", "ScoringRetryPolicy", "build_pipeline", "post"]
 
 ENTRA_SCOPE = "https://ml.azure.com/.default"
 RETRY_METHODS = frozenset({"POST"})
@@ -93,3 +95,23 @@ def build_pipeline(
         auth,
     ]
     return Pipeline(transport=transport, policies=policies), transport
+
+
+def post(
+    pipeline: Pipeline, uri: str, body: bytes, *, connection_timeout: float, read_timeout: float
+) -> tuple[HttpRequest, PipelineResponse]:
+    """POST one scoring body through ``pipeline`` and read the whole answer; azure-core errors escape.
+
+    It lives here, where azure-core is imported once with this module, so the adapter's per-call path runs
+    no ``from azure.core... import`` statements (each one is a module lookup, and a Python-level
+    ``_handle_fromlist`` call for a package, on every call).
+    """
+    request = HttpRequest("POST", uri, content=body)
+    response = pipeline.run(
+        request,
+        connection_timeout=connection_timeout,
+        read_timeout=read_timeout,
+        retry_on_methods=RETRY_METHODS,
+    )
+    response.http_response.read()
+    return request, response

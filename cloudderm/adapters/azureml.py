@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any, Literal
 from urllib.parse import urlparse
 
@@ -115,6 +116,8 @@ class AzureMLClassifier(Classifier[AzureMLSettings]):
         self._lock = threading.Lock()
         self._pipeline: Any = None
         self._pipeline_transport: Any = None
+        # cloudderm.adapters._azureml_http (azure-core), imported by the first _client(), before the pipeline.
+        self._http: ModuleType | None = None
         self._scoring_uri = _with_endpoint_url(settings.scoring_uri, settings.endpoint_url)
         self._model_id: tuple[str | None, str] | None = None
         # Only as SecretStr: vars(clf), reprs and tracebacks show ********** instead of a key.
@@ -276,15 +279,16 @@ class AzureMLClassifier(Classifier[AzureMLSettings]):
                     if key:
                         self._secrets.append(SecretStr(key))
                 try:
-                    from cloudderm.adapters._azureml_http import build_pipeline
+                    from cloudderm.adapters import _azureml_http
                 except ImportError as e:
                     raise MissingDependencyError(
                         install_hint("azure", "azure-core to use the Azure ML adapter")
                     ) from e
+                self._http = _azureml_http
                 headers = {"Content-Type": "application/json", "Accept": "application/json"}
                 if s.deployment:
                     headers[DEPLOYMENT_HEADER] = s.deployment
-                self._pipeline, self._pipeline_transport = build_pipeline(
+                self._pipeline, self._pipeline_transport = _azureml_http.build_pipeline(
                     url=self._scoring_uri,
                     api_key=key if s.auth == "key" else None,
                     credential=self._get_credential() if s.auth == "entra" else None,
@@ -299,6 +303,8 @@ class AzureMLClassifier(Classifier[AzureMLSettings]):
     # ---- the call ---------------------------------------------------------------------------------
     def _infer(self, images: Sequence[PreparedImage]) -> list[RawResult]:
         pipeline, uri = self._client()
+        if len(images) == 1:  # one image is always one request (it gets one even when it is too big)
+            return self._score(pipeline, uri, images)
         groups = split_requests(
             [image.size_bytes for image in images],
             batch_size=self.settings.batch_size,
@@ -310,30 +316,24 @@ class AzureMLClassifier(Classifier[AzureMLSettings]):
         return results
 
     def _score(self, pipeline: Any, uri: str, images: Sequence[PreparedImage]) -> list[RawResult]:
-        from azure.core.exceptions import AzureError
-        from azure.core.rest import HttpRequest
-
-        from cloudderm.adapters._azureml_http import RETRY_METHODS
-
+        http_module = self._http
+        assert http_module is not None  # set by _client(), which handed us the pipeline
         s = self.settings
-        request = HttpRequest(
-            "POST", uri, content=encode_request([i.data for i in images], s.response_format)
-        )
         timeout = s.timeout_s or DEFAULT_TIMEOUT_S
         try:
-            response = pipeline.run(
-                request,
+            request, response = http_module.post(
+                pipeline,
+                uri,
+                encode_request([i.data for i in images], s.response_format),
                 connection_timeout=min(CONNECT_TIMEOUT_S, timeout),
                 read_timeout=timeout,
-                retry_on_methods=RETRY_METHODS,
             )
-            http = response.http_response
-            http.read()
-        except AzureError as e:
+        except http_module.AzureError as e:
             raise self._transport_error(e, uri, timeout) from e
+        http = response.http_response
         attempts = len(response.context.get("history", [])) + 1
-        headers = {str(k).lower(): str(v) for k, v in http.headers.items()}
         if http.status_code != 200:
+            headers = {str(k).lower(): str(v) for k, v in http.headers.items()}
             raise error_for_status(
                 http.status_code,
                 headers,
@@ -344,25 +344,33 @@ class AzureMLClassifier(Classifier[AzureMLSettings]):
                 attempts=attempts,
                 secrets=self._secrets,
             )
-        request_id = request_id_from(headers, lowered=True) or request.headers.get("x-ms-client-request-id")
+        # azure-core response headers are case-insensitive (its HttpResponse contract), so an answer's few
+        # headers are looked up by name rather than every header being lowered into a new dict.
+        answer_headers = http.headers
+        request_id = request_id_from(answer_headers, lowered=True) or request.headers.get(
+            "x-ms-client-request-id"
+        )
         try:
             decoded = decode_response(http.content, len(images), s.response_format)
         except ResponseFormatError as e:
             raise ResponseFormatError(
                 e.detail, provider=self.name, endpoint=uri, request_id=request_id
             ) from e
-        details = {"deployment": headers.get(DEPLOYMENT_HEADER) or s.deployment, "http_attempts": attempts}
+        deployment = answer_headers.get(DEPLOYMENT_HEADER) or s.deployment
+        model = self.model_id
+        independent = s.task == "multilabel"
+        check_truncation = s.response_format == "transformers" and not independent
         results = []
         for labels in decoded:
             result = RawResult(
                 labels=labels,
-                model=self.model_id,
+                model=model,
                 request_id=request_id,
-                details=dict(details),
-                scores_independent=s.task == "multilabel",
+                details={"deployment": deployment, "http_attempts": attempts},  # one dict per result
+                scores_independent=independent,
             )
-            warning = truncation_warning(labels) if s.response_format == "transformers" else None
-            if warning and not result.scores_independent:
+            warning = truncation_warning(labels) if check_truncation else None
+            if warning:
                 result.details["truncated_labels"] = True
                 result.warnings.append(warning)
             results.append(result)

@@ -9,11 +9,13 @@ import importlib.util
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import requests
 import responses
+import yaml
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 from azure.core.pipeline.transport import RequestsTransport
@@ -36,6 +38,7 @@ from cloudderm.images import prepare
 from cloudderm.retry import RetryPolicy, call_with_retries
 from cloudderm.testing import ClassifierConformance
 from tests.conftest import make_jpeg
+from tests.prediction_reference import prediction_before
 
 URI = "https://derm.uksouth.inference.ml.azure.com/score"
 KEY = "k3y-S3CRET-abcdef0123456789"
@@ -170,6 +173,23 @@ def test_request_body_is_byte_for_byte_the_json_encoding(response_format, count)
     assert wire.encode_request(images, response_format) == json.dumps(payload).encode("utf-8")
 
 
+def test_base64_is_the_same_with_or_without_pybase64(monkeypatch, sample_images):
+    """The body is byte for byte the same whichever base64 encoder the adapter found (pybase64 or binascii),
+    for every length modulo 3, empty input and real JPEGs."""
+    import binascii
+    import functools
+
+    images = [bytes(range(n % 256)) * (n // 256 + 1) for n in range(0, 70)] + list(sample_images)
+    fast = [wire.encode_request([image], "automl") for image in images] + [
+        wire.encode_request(images, "automl")
+    ]
+    monkeypatch.setattr(wire, "_b64encode", functools.partial(binascii.b2a_base64, newline=False))
+    slow = [wire.encode_request([image], "automl") for image in images] + [
+        wire.encode_request(images, "automl")
+    ]
+    assert fast == slow
+
+
 # ---- decoders on inline documented bodies --------------------------------------------------------
 @pytest.mark.parametrize("doc", [DOC_MULTICLASS, DOC_MULTILABEL])
 def test_decodes_documented_automl_bodies(doc):
@@ -229,6 +249,68 @@ def test_malformed_bodies_raise_response_format_error(body, fmt, expected, fragm
     assert fragment in str(info.value)
     assert "body starts" in str(info.value)
     assert info.value.retryable is False
+
+
+# ---- the fast paths answer exactly what the slow ones did ----------------------------------------
+RECORDED = Path(__file__).parent.parent / "cassettes" / "test_recorded_azureml" / "automl_score.yaml"
+
+
+def _real_bodies(provider_payloads: Path) -> dict[str, tuple[bytes, str, str]]:
+    """name -> (body, response_format, task): Microsoft's documented and real AutoML answers, the
+    recorded two-image answer, and the real multiclass answer as a transformers top-k list."""
+    recorded = yaml.safe_load(RECORDED.read_text())["interactions"][0]["response"]["body"]
+    doc = json.loads((provider_payloads / "azureml_automl_ic_response.json").read_text())[0]
+    top = sorted(zip(doc["labels"], doc["probs"]), key=lambda pair: pair[1], reverse=True)[:3]
+    return {
+        "doc multiclass": (
+            (provider_payloads / "azureml_automl_ic_response.json").read_bytes(),
+            "automl",
+            "multiclass",
+        ),
+        "real multilabel": (
+            (provider_payloads / "azureml_automl_ic_multilabel_response_real.json").read_bytes(),
+            "automl",
+            "multilabel",
+        ),
+        "recorded, two images": (recorded.encode(), "automl", "multiclass"),
+        "transformers top 3": (
+            json.dumps([[{"label": label, "score": score} for label, score in top]]).encode(),
+            "transformers",
+            "multiclass",
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "name", ["doc multiclass", "real multilabel", "recorded, two images", "transformers top 3"]
+)
+def test_real_answers_decode_and_finish_as_the_slow_path_did(
+    mock, transport, provider_payloads, sample_images, name
+):
+    """decode_response's C-level check and _finish's one validation pass give the same pairs and the same
+    Prediction (model_dump) as the per-value loop and the two-pass _finish, on real Azure ML answers."""
+    body, response_format, task = _real_bodies(provider_payloads)[name]
+    mock.add(
+        responses.POST, URI, body=body, headers={"x-request-id": "req-real"}, content_type="application/json"
+    )
+    clf = make(transport, response_format=response_format, task=task, batch_size=2)
+    parsed = json.loads(body)
+    limit = clf.image_limits().max_bytes
+    images = [prepare(image, max_bytes=limit) for image in sample_images[: len(parsed)]]
+    raws = clf._infer(images)
+    if response_format == "automl":
+        assert [raw.labels for raw in raws] == [
+            [(label, float(prob)) for label, prob in zip(item["labels"], item["probs"])] for item in parsed
+        ]
+    for image, raw in zip(images, raws):
+        assert all(type(label) is str and type(score) is float for label, score in raw.labels)
+        for _ in range(2):  # the second time, the taxonomy answers from what it remembered
+            want = prediction_before(clf, image, raw, 3.0, len(images)).model_dump()
+            assert clf._finish(image, raw, 3.0, len(images)).model_dump() == want
+    for image, raw, got in zip(images, raws, clf.classify_prepared(images)):
+        want = prediction_before(clf, image, raw, got.latency_ms, len(images))
+        assert got.model_dump() == want.model_dump()
+        assert got.request_id == "req-real" and got.provider_details["deployment"] == "blue"
 
 
 # ---- small wire helpers --------------------------------------------------------------------------

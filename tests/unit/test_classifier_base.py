@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import pytest
@@ -149,3 +150,82 @@ def test_label_scores_validate_in_one_pass_sorted_and_clamped() -> None:
     ]
     with pytest.raises(ValidationError):
         label_scores([("a", 1.5)])
+
+
+# ---- the one-pass _finish gives exactly what the two-pass one gave --------------------------------
+FINISH_CASES = {
+    "ham10000, unsorted": RawResult(labels=[("nv", 0.11), ("bkl", 0.2), ("mel", 0.69)], request_id="r"),
+    "ties keep the provider's order": RawResult(
+        labels=[("b", 0.25), ("a", 0.25), ("mel", 0.25), ("nv", 0.25)]
+    ),
+    "clamped noise": RawResult(labels=[("a", 0.2), ("b", 1.0000001), ("c", -1e-9), ("d", 0.5)]),
+    "int scores and a non-text label": RawResult(labels=[(3, 0), ("melanoma", 1)]),  # type: ignore[list-item]
+    "out of domain, not normalised": RawResult(labels=[("coffee bean", 0.9), ("nevus", 0.5)]),
+    "independent scores": RawResult(labels=[("nevus", 0.9), ("melanoma", 0.9)], scores_independent=True),
+    "truncated": RawResult(labels=[("nevus", 0.6)], details={"truncated_labels": True}, warnings=["w", "w"]),
+    "batch size already in the details": RawResult(
+        labels=[("mel", 1.0)], details={"batch_size": 8, "x": [1]}
+    ),
+    "abstained": RawResult(labels=[], outcome="abstained", reason="refused " * 60),
+    "unparseable with labels": RawResult(labels=[("nv", 1.0)], outcome="unparseable", reason="?"),
+    "imagenet-sized": RawResult(
+        labels=[(f"class {i}", ((i * 7919) % 1000) / 1000 / 500) for i in range(1000)]
+    ),
+}
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("case", FINISH_CASES)
+def test_finish_equals_the_two_pass_reference(sample_images, case: str, batch: int) -> None:
+    from cloudderm.images import prepare
+    from tests.prediction_reference import prediction_before
+
+    clf = Scripted([])
+    clf.standing_warnings.append("w")
+    image = prepare(sample_images[0])
+    raw = FINISH_CASES[case]
+    untouched = copy.deepcopy(raw)
+    for _ in range(2):  # the second time, the taxonomy answers from what it remembered
+        got = clf._finish(image, raw, 12.5, batch)
+        want = prediction_before(clf, image, raw, 12.5, batch)
+        assert got.model_dump() == want.model_dump()
+        assert [type(ls.score) for ls in got.labels] == [float] * len(got.labels)
+        assert got.provider_details is not raw.details and got.warnings is not raw.warnings
+    assert raw == untouched  # the adapter's RawResult is read, never changed
+
+
+def test_finish_still_refuses_out_of_range_scores(sample_images) -> None:
+    from pydantic import ValidationError
+
+    from cloudderm.images import prepare
+
+    for labels in ([("nevus", 1.5)], [("nevus", float("nan"))], [("nevus", -0.1), ("mel", 0.5)]):
+        with pytest.raises(ValidationError):
+            Scripted([])._finish(prepare(sample_images[0]), RawResult(labels=labels), 1.0, 1)
+
+
+def test_plan_batches_edges(sample_images) -> None:
+    images = [object()] * 5
+    clf = Scripted([], batch=2)
+    assert clf.plan_batches([]) == []
+    assert clf.plan_batches(images[:1]) == [images[:1]]
+    assert clf.plan_batches(images[:2]) == [images[:2]]
+    assert clf.plan_batches(images) == [images[:2], images[2:4], images[4:]]
+
+
+def test_a_prediction_built_directly_sorts_its_labels_stably() -> None:
+    from cloudderm.prediction import LabelScore, Prediction
+
+    given = [("nv", 0.2), ("a", 0.4), ("b", 0.4), ("mel", 0.0)]
+    for labels in (
+        [{"label": k, "score": v} for k, v in given],
+        [LabelScore(label=k, score=v) for k, v in given],
+    ):
+        p = Prediction(provider="p", adapter="a", model="m", image_sha256="0", labels=labels, latency_ms=1.0)
+        assert [(ls.label, ls.score) for ls in p.labels] == [
+            ("a", 0.4),
+            ("b", 0.4),
+            ("nv", 0.2),
+            ("mel", 0.0),
+        ]
+        assert Prediction.model_validate_json(p.model_dump_json()) == p

@@ -62,3 +62,25 @@ def test_user_synonyms_and_validation() -> None:
         get_taxonomy("ham10000", {"freckle": "xyz"})
     with pytest.raises(ValueError, match="unknown taxonomy"):
         get_taxonomy("isic2019")
+
+
+def test_map_top_remembers_per_taxonomy_and_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """map_top derives a label once per taxonomy: the same answers every time, a user's label map never
+    leaks into another taxonomy's memo, and past the bound labels are still mapped, just not kept."""
+    import cloudderm.taxonomy as taxonomy_module
+    from cloudderm.taxonomy import OUT_OF_DOMAIN_WARNING, TopMapping
+
+    monkeypatch.setattr(taxonomy_module, "TOP_MEMO_SIZE", 3)
+    base = get_taxonomy("ham10000")
+    mapped = get_taxonomy("ham10000", {"mole": "nv"})
+    fresh = TopMapping(None, None, OUT_OF_DOMAIN_WARNING.format(label="mole", taxonomy="ham10000"))
+    for _ in range(2):
+        assert base.map_top("mole") == fresh
+        assert mapped.map_top("mole") == TopMapping("nv", "benign", None)
+        assert base.map_top("Melanoma") == TopMapping("mel", "concerning", None)
+        assert base.map_top(None) == TopMapping(None, None, None)
+    labels = ["a", "b", "c", "d", "nevus", "melanoma"]
+    answers = [mapped.map_top(label) for label in labels]
+    assert [mapped.map_top(label) for label in labels] == answers
+    assert answers[-2:] == [TopMapping("nv", "benign", None), TopMapping("mel", "concerning", None)]
+    assert len(mapped._top_memo) == 3  # type: ignore[attr-defined]
