@@ -55,9 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--workers",
         type=positive_int,
         metavar="N",
-        help="processes for image preparation and local models (default: $CLOUDDERM_WORKERS, else 1; "
-        "each worker loads its own model copy, so raise it for large runs only); cloud calls stay on "
-        "threads; see docs/compare.md",
+        help="processes for image preparation and ONNX local models (default: $CLOUDDERM_WORKERS, else one "
+        "per core up to 8; 1: one process); cloud calls stay on threads; with --engine ray: shards on the "
+        "cluster; see docs/compare.md",
     )
     p.add_argument(
         "--engine",

@@ -88,10 +88,10 @@ def run_compare(
         breaker_threshold: consecutive failed calls that stop calling a provider (0: never).
         resume_hint: the command to show when interrupted (the CLI passes its own command line).
         sleep: wait function for retries and rate limiting (tests inject a fake).
-        workers: processes for preparation and local models (None: ``$CLOUDDERM_WORKERS``, else 1:
-            everything in this process, since each worker loads its own model copy). Cloud calls stay
-            on threads here. With ``engine="ray"``: shards (preparers and local-model replicas) on the
-            cluster, default its CPUs up to 8.
+        workers: processes for preparation and the local models that load cheaply (None:
+            ``$CLOUDDERM_WORKERS``, else one per core up to 8; 1: everything in this process). Cloud
+            calls stay on threads here. With ``engine="ray"``: shards (preparers and local-model
+            replicas) on the cluster, default its CPUs up to 8.
         engine: ``"local"`` (this machine) or ``"ray"``: preparation and every provider's calls run on a
             Ray cluster, under cluster-wide limits, while this process stays the one writer of the store
             (docs/compare.md, "Scaling out with Ray").

@@ -181,7 +181,8 @@ def test_bad_workers_environment_is_exit_2(tmp_path: Path, monkeypatch, capsys) 
     assert main(["compare", str(images), "-c", str(config), "-o", str(tmp_path / "o"), "--no-progress"]) == 2
     assert "CLOUDDERM_WORKERS" in capsys.readouterr().err
     monkeypatch.delenv("CLOUDDERM_WORKERS")
-    assert default_workers() == 1, "no worker processes unless asked: each one loads its own model copy"
+    cores = len(os.sched_getaffinity(0))
+    assert default_workers() == max(1, min(8, cores)), "unset: one worker per core, up to 8"
     monkeypatch.setenv("CLOUDDERM_WORKERS", "3")
     assert default_workers() == 3
 
@@ -259,10 +260,13 @@ def test_torch_models_stay_in_the_parent_and_onnx_ones_go_to_the_workers(local_m
     assert (onnx_plan.concurrency, torch_plan.concurrency) == (2, 1)  # one feeding thread per worker
 
 
-def test_compare_without_workers_flag_or_environment_runs_in_one_process(tmp_path: Path, monkeypatch) -> None:
+def test_compare_without_workers_flag_or_environment_uses_one_worker_per_core(
+    tmp_path: Path, monkeypatch
+) -> None:
     images, _labels = make_dataset(tmp_path, 2)
     config = write_config(tmp_path / "c.yaml")
     monkeypatch.delenv("CLOUDDERM_WORKERS", raising=False)
     out = tmp_path / "o"
     assert main(["compare", str(images), "-c", str(config), "-o", str(out), "--no-progress"]) == 0
-    assert json.loads((out / "summary.json").read_text())["run"]["workers"] == 1
+    expected = max(1, min(8, len(os.sched_getaffinity(0))))
+    assert json.loads((out / "summary.json").read_text())["run"]["workers"] == expected
