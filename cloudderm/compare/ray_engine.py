@@ -13,9 +13,11 @@ driver loses nothing that was stored. What moves to the cluster:
   (adapters pickle and rebuild from their settings). Local models get one replica per shard; a cloud
   provider gets one replica per ``SLOTS_PER_REPLICA`` of its concurrency (up to one per shard), each
   making that many calls at once on threads, since they wait on the network.
-- **Limits**, cluster-wide: one actor holds a ``TokenBucket`` (bucket.py) that every call must get a grant
-  from, which enforces each provider's ``concurrency`` and ``requests_per_second`` however many replicas
-  and nodes send. A replica that restarts after a crash reclaims the slots it held.
+- **Limits**, cluster-wide: one actor holds a ``TokenBucket`` (bucket.py) that calls get a grant from,
+  which enforces each provider's ``concurrency`` and ``requests_per_second`` however many replicas and
+  nodes send. A replica that restarts after a crash reclaims the slots it held. A provider without a
+  rate whose replicas' threads add up to exactly its concurrency skips the grants: each replica's
+  ``max_concurrency`` then holds the limit by construction, and a grant would cost two actor calls.
 
 Failures: provider actors restart (``max_restarts``) and Ray re-runs the calls they had in flight
 (``max_task_retries``); a call that still fails comes back as a retryable ``ProviderError`` for the
@@ -118,18 +120,21 @@ class PreparerActor:
 
 
 class ProviderActor:
-    """One replica of one provider: its own client or model copy; every call is granted by the bucket."""
+    """One replica of one provider: its own client or model copy; calls granted by the bucket when needed."""
 
-    def __init__(self, blob: bytes, key: str, owner: str, bucket: str, threads: int | None) -> None:
+    def __init__(self, blob: bytes, key: str, owner: str, bucket: str | None, threads: int | None) -> None:
         import ray
 
         self._ray = ray
         # The bucket is found by name, not passed as a handle: a restarted actor re-reads only plain
         # constructor arguments, which Ray keeps inline (a handle argument lives in the object store).
-        self._key, self._owner, self._bucket = key, owner, ray.get_actor(bucket)
+        # None: this provider's limits hold without grants (see RayEngine._needs_grants).
+        self._key, self._owner = key, owner
+        self._bucket = ray.get_actor(bucket) if bucket is not None else None
         if threads is not None:
             configure_threads(threads)
-        ray.get(self._bucket.reclaim.remote(owner))  # a restart: the calls the dead copy held are gone
+        if self._bucket is not None:
+            ray.get(self._bucket.reclaim.remote(owner))  # a restart: the calls the dead copy held are gone
         self._clf: Classifier = pickle.loads(blob)
         self._startup_error: Exception | None = None
         try:
@@ -140,17 +145,19 @@ class ProviderActor:
     def classify(self, images: list[PreparedImage]) -> tuple[str, Any]:
         if self._startup_error is not None:
             return "error", self._startup_error
-        ticket = self._acquire()
+        bucket = self._bucket
+        ticket = self._acquire(bucket) if bucket is not None else None
         try:
             return "ok", self._clf.classify_prepared(images)
         except Exception as e:
             return "error", portable_error(e, self._clf.name)
         finally:
-            self._bucket.release.remote(self._key, ticket)
+            if bucket is not None:
+                bucket.release.remote(self._key, ticket)
 
-    def _acquire(self) -> int:
+    def _acquire(self, bucket: Any) -> int:
         while True:
-            ticket, wait = self._ray.get(self._bucket.try_acquire.remote(self._key, self._owner))
+            ticket, wait = self._ray.get(bucket.try_acquire.remote(self._key, self._owner))
             if ticket is not None:
                 return ticket
             time.sleep(min(wait, _POLL_CAP_S))
@@ -313,6 +320,14 @@ class RayEngine:
         concurrency = max(plan.concurrency, self.workers) if local else plan.concurrency
         return Limit(concurrency=concurrency, rate=plan.requests_per_second)
 
+    @staticmethod
+    def _needs_grants(limit: Limit, slots: int) -> bool:
+        """Whether calls must ask the bucket: a rate to keep, or replicas whose threads add up to more
+        than the provider's concurrency. Otherwise Ray's ``max_concurrency`` on each replica already holds
+        the limit cluster-wide (also for the calls Ray re-runs after a restart), and a grant would only add
+        two actor calls to every call."""
+        return limit.rate is not None or slots > limit.concurrency
+
     def _start_provider(self, plan: ProviderPlan) -> _Replicas:
         clf, limit = plan.classifier, self.limits[plan.config_hash]
         local = runs_in_worker(clf)
@@ -329,7 +344,7 @@ class RayEngine:
             scheduling_strategy="SPREAD",
         )(ProviderActor)
         key = plan.config_hash
-        name = self._bucket_name
+        name = self._bucket_name if self._needs_grants(limit, count * per_actor) else None
         actors = [remote.remote(blob, key, f"{clf.name}#{i}", name, threads) for i in range(count)]
         self._actors += actors
         return _Replicas(clf.name, actors)

@@ -1,0 +1,43 @@
+"""``--engine ray`` planning that needs no cluster: when calls need the bucket, and address checks."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from cloudderm.compare.bucket import Limit
+from cloudderm.compare.ray_engine import RayEngine, check_address
+from cloudderm.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("limit", "slots", "needed"),
+    [
+        (Limit(concurrency=16), 16, False),  # one replica with 16 threads: Ray's max_concurrency is the limit
+        (Limit(concurrency=3), 4, True),  # 2 replicas x 2 threads could make 4 calls: only grants keep 3
+        (Limit(concurrency=16, rate=5.0), 16, True),  # a rate is kept by the bucket alone
+    ],
+)
+def test_grants_are_asked_only_when_threads_alone_could_break_a_limit(
+    limit: Limit, slots: int, needed: bool
+) -> None:
+    assert RayEngine._needs_grants(limit, slots) is needed
+
+
+def test_an_address_with_nothing_listening_is_a_clean_config_error() -> None:
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there now
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(ConfigError, match="cannot reach the Ray cluster"):
+        check_address(f"127.0.0.1:{port}")
+    with pytest.raises(ConfigError, match="expected HOST:PORT"):
+        check_address("ray://head-without-port")
+
+
+def test_an_address_where_something_listens_passes_the_check() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        check_address(f"127.0.0.1:{server.getsockname()[1]}")
+        check_address(f"ray://127.0.0.1:{server.getsockname()[1]}")
