@@ -41,3 +41,15 @@ def test_an_address_where_something_listens_passes_the_check() -> None:
         server.listen()
         check_address(f"127.0.0.1:{server.getsockname()[1]}")
         check_address(f"ray://127.0.0.1:{server.getsockname()[1]}")
+
+
+def test_the_resume_command_repeats_the_engine_and_its_address() -> None:
+    """Ctrl-C prints the command that resumes: it must resume on the same engine, not on this machine."""
+    from cloudderm.cli import build_parser
+    from cloudderm.cli.cmd_compare import resume_command
+
+    parser = build_parser()
+    ray_args = parser.parse_args(["compare", "imgs", "--engine", "ray", "--ray-address", "10.0.0.5:6379"])
+    assert resume_command(ray_args).endswith("--engine ray --ray-address 10.0.0.5:6379")
+    local_args = parser.parse_args(["compare", "imgs", "--workers", "3"])
+    assert "--engine" not in resume_command(local_args) and "--workers 3" in resume_command(local_args)
