@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from _common import EmulatorProcess, header, load_average, verdict
-from bench_compare_wall import write_images
+from bench_compare_wall import emulated_providers, write_images
 
 GOAL = 1.5
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -134,13 +134,8 @@ def main() -> None:
         images = Path(tmp) / "images"
         write_images(images, args.images)
         with EmulatorProcess({"ep": {}}, latency_ms=args.latency_ms) as emu:
-            providers = {
-                "sagemaker": emu.config("sagemaker", "ep"),
-                "azureml": {**emu.config("azureml", "ep"), "batch_size": 1},
-                "vertex": {**emu.config("vertex", "ep"), "max_instances": 1},
-            }
             defaults = {"timeout_s": 30, "max_retries": 2, "concurrency": args.concurrency}
-            config = parse_config({"defaults": defaults, "providers": providers})
+            config = parse_config({"defaults": defaults, "providers": emulated_providers(emu)})
             started = time.perf_counter()
             ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
             print(f"   Ray start-up (not in the ratio): {time.perf_counter() - started:.2f} s")

@@ -29,6 +29,15 @@ from _common import EmulatorProcess, header, verdict
 GOAL = 1.25
 
 
+def emulated_providers(emu: EmulatorProcess) -> dict[str, dict]:
+    """The three real cloud adapters against endpoint ``ep``, one image per call (so the ideal is a bound)."""
+    return {
+        "sagemaker": emu.config("sagemaker", "ep"),
+        "azureml": {**emu.config("azureml", "ep"), "batch_size": 1},
+        "vertex": {**emu.config("vertex", "ep"), "max_instances": 1},
+    }
+
+
 def write_images(folder: Path, n: int) -> None:
     from PIL import Image
 
@@ -66,12 +75,7 @@ def main() -> None:
         write_images(images, args.images)
 
         with EmulatorProcess({"ep": {}}, latency_ms=args.latency_ms) as emu:
-            providers = {
-                "sagemaker": emu.config("sagemaker", "ep"),
-                "azureml": {**emu.config("azureml", "ep"), "batch_size": 1},
-                "vertex": {**emu.config("vertex", "ep"), "max_instances": 1},
-            }
-            config = parse_config({"defaults": defaults, "providers": providers})
+            config = parse_config({"defaults": defaults, "providers": emulated_providers(emu)})
             emulated = _timed(run_compare, images, config, Path(tmp) / "emulated")
         print("   1) real adapters -> emulator (HTTP on loopback, emulator in its own process)")
         _report(emulated, ideal)

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import threading
 import time
@@ -29,12 +28,11 @@ from cloudderm.emulate import FAKE_AWS_ENV, EmulatedEndpoint, Emulator
 from cloudderm.testing.fakes import FakeClassifier, FakeSettings
 from tests.e2e.emulator_support import hash_backend
 from tests.e2e.process_support import wait_for_answers
-from tests.e2e.test_compare_cli import FAKE, LAUNCH, _answered, _calls, make_dataset, read_jsonl
+from tests.e2e.test_compare_cli import FAKE, _answered, _calls, _launch, make_dataset, read_jsonl
 from tests.unit.test_bucket import limit_violations
 
 ray = pytest.importorskip("ray", reason="compare --engine ray needs the [ray] extra")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 HAM = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 # Both engines run the same model code on the same bytes, one image per call and one thread (onnx_threads:
 # 1), so every kernel sums in the same order: the scores are expected to be equal bit for bit. 1e-6 (the
@@ -217,19 +215,6 @@ def test_a_killed_worker_loses_nothing_and_rebills_nothing(ray_cluster, tmp_path
     assert stored == n
 
 
-def _launch(args: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    env.pop("RAY_ADDRESS", None)
-    return subprocess.Popen(
-        [sys.executable, "-c", LAUNCH, *args],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def test_a_killed_driver_loses_nothing_stored_and_the_rerun_resends_nothing(tmp_path: Path) -> None:
     """The CLI starts its own local Ray; SIGKILL it midway, then run the same command again."""
     n = 30
@@ -247,7 +232,7 @@ providers:
     out = tmp_path / "out"
     args = ["compare", str(images), "-c", str(config), "--labels", str(labels), "-o", str(out)]
     args += ["--no-progress", "--engine", "ray"]
-    proc = _launch(args)
+    proc = _launch(args, tmp_path)
     wait_for_answers(out / "results.sqlite", proc, at_least=5, timeout=120)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
@@ -256,7 +241,7 @@ providers:
     before = _calls(log)
     assert all(before[pair] == 1 for pair in answered)
 
-    again = _launch(args)
+    again = _launch(args, tmp_path)
     _, stderr = again.communicate(timeout=240)
     assert again.returncode == 0, stderr
     calls = _calls(log)
