@@ -93,7 +93,7 @@ class HuggingFaceClassifier(Classifier[HuggingFaceSettings]):
 
     adapter = "huggingface"
     vendor = "local"
-    runs_in_worker_process = True  # compare --workers runs it in worker processes (runtime onnx only)
+    runs_in_worker_process = True  # --engine ray replicas (compare --workers keeps it in the parent)
     Settings = HuggingFaceSettings
 
     def __init__(self, name: str, settings: AdapterSettings, **kwargs: Any) -> None:
@@ -113,8 +113,10 @@ class HuggingFaceClassifier(Classifier[HuggingFaceSettings]):
 
     # ---- identity and governance -----------------------------------------------------------------
     def worker_startup_is_light(self) -> bool:
-        """ONNX Runtime loads in a fraction of a second; torch (seconds) stays in the parent's threads."""
-        return self.settings.runtime != "torch"
+        """Never: even ``runtime: onnx`` reads the model's config and image processor through transformers,
+        which imports torch (about 3 s of CPU per process measured with transformers 5), so a worker copy
+        costs what a torch one does. The model stays in the parent's threads."""
+        return False
 
     @property
     def model_id(self) -> str:

@@ -46,16 +46,26 @@ def local_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_mobilenet_v2(root / "cnn", labels=HAM, image_size=64, depth_multiplier=0.35)
 
 
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny exported model for ``azureml-onnx``: a worker loads it with onnxruntime alone."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    from tests.adapters.test_azureml_onnx import export, tiny_model
+
+    folder = tmp_path_factory.mktemp("automl")
+    export(tiny_model(), folder / "model.onnx")
+    (folder / "labels.json").write_text(json.dumps(HAM))
+    return folder / "model.onnx"
+
+
 def _config(path: Path, model: Path) -> Path:
-    cache = (
-        path.parent / "onnx-cache"
-    )  # runtime onnx: the model runs in the workers (torch stays in the parent)
     path.write_text(
         f"""version: 1
 defaults: {{concurrency: 2, max_retries: 1}}
 policy: {{allowed_regions: [local]}}
 providers:
-  local: {{adapter: huggingface, model: "{model}", batch_size: 2, runtime: onnx, onnx_cache_dir: "{cache}"}}
+  local: {{adapter: azureml-onnx, model_path: "{model}", resize_size: 36, batch_size: 2}}
   cloud: {{adapter: "{FAKE}", model: cloud-model, seed: c, batch_size: 2}}
 """
     )
@@ -66,12 +76,12 @@ def _by_pair(out: Path) -> dict[tuple[str, str], dict]:
     return {(r["image"], r["provider"]): r for r in read_jsonl(out / "predictions.jsonl")}
 
 
-def test_two_workers_give_the_same_answers_as_one(tmp_path: Path, local_model: Path, monkeypatch) -> None:
+def test_two_workers_give_the_same_answers_as_one(tmp_path: Path, onnx_model: Path, monkeypatch) -> None:
     from tests import stub_reports
 
     stub_reports.install(monkeypatch)
     images, labels = make_dataset(tmp_path, 8, broken=True)
-    config = _config(tmp_path / "c.yaml", local_model)
+    config = _config(tmp_path / "c.yaml", onnx_model)
     runs = {}
     for n in (1, 2):
         out = tmp_path / f"out{n}"
@@ -241,23 +251,25 @@ def test_workers_use_the_providers_threads_and_one_when_unset(local_model: Path)
     assert _with_threads(three) is three
 
 
-def test_torch_models_stay_in_the_parent_and_onnx_ones_go_to_the_workers(local_model: Path) -> None:
-    """A worker pays a torch import (seconds) per copy; ONNX Runtime loads in a fraction of a second."""
+def test_only_models_that_load_without_torch_go_to_the_workers(local_model: Path, onnx_model: Path) -> None:
+    """A worker copy of a Hugging Face model imports transformers, hence torch (seconds of CPU), even with
+    ``runtime: onnx``; ``azureml-onnx`` needs onnxruntime alone. Only the latter goes to the workers."""
+    from cloudderm.adapters.azureml_onnx import AzureMLOnnxClassifier, AzureMLOnnxSettings
     from cloudderm.adapters.huggingface import HuggingFaceClassifier, HuggingFaceSettings
     from cloudderm.compare.api import _executor
     from cloudderm.compare.records import ProviderPlan
 
-    def plan(name: str, runtime: str) -> ProviderPlan:
+    def hf(name: str, runtime: str) -> ProviderPlan:
         settings = HuggingFaceSettings(adapter="huggingface", model=str(local_model), runtime=runtime)
         return ProviderPlan(name, HuggingFaceClassifier(name, settings), f"h-{name}", concurrency=1)
 
-    torch_plan, onnx_plan = plan("torch", "torch"), plan("onnx", "onnx")
-    assert (
-        not torch_plan.classifier.worker_startup_is_light() and onnx_plan.classifier.worker_startup_is_light()
-    )
-    with _executor("local", [torch_plan, onnx_plan], 2, None) as pool:
-        assert pool.runs("h-onnx") and not pool.runs("h-torch")
-    assert (onnx_plan.concurrency, torch_plan.concurrency) == (2, 1)  # one feeding thread per worker
+    settings = AzureMLOnnxSettings(adapter="azureml-onnx", model_path=str(onnx_model), resize_size=36)
+    automl = ProviderPlan("automl", AzureMLOnnxClassifier("automl", settings), "h-automl", concurrency=1)
+    plans = [hf("torch", "torch"), hf("onnx", "onnx"), automl]
+    assert [p.classifier.worker_startup_is_light() for p in plans] == [False, False, True]
+    with _executor("local", plans, 2, None) as pool:
+        assert [pool.runs(p.config_hash) for p in plans] == [False, False, True]
+    assert [p.concurrency for p in plans] == [1, 1, 2]  # one feeding thread per worker
 
 
 def test_compare_without_workers_flag_or_environment_uses_one_worker_per_core(
