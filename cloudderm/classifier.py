@@ -70,6 +70,10 @@ class AdapterSettings(BaseModel):
     # (field path, variable, config file) of each ``${VAR}`` the environment lacked when the config was
     # read. Secrets are needed only for a call, so the check is at warm-up / first call (require_env).
     _missing_env: tuple[tuple[str, str, str], ...] = PrivateAttr(default=())
+    # (path, template) of each value the config wrote with ``${VAR}``: what config.without_env_values puts
+    # back before settings leave this machine (Ray), so secret values never travel and each node resolves
+    # its own.
+    _env_templates: tuple[tuple[tuple[Any, ...], str], ...] = PrivateAttr(default=())
 
     def require_env(self, provider: str) -> None:
         """Raise the ConfigError (exit 2) naming the unset variable, if these settings still hold one.

@@ -184,7 +184,10 @@ def _parse_provider(name: str, raw: Any, env: Mapping[str, str], source: str) ->
     if "adapter" not in raw:
         raise ConfigError("missing required field 'adapter'", file=source, provider=name, field="adapter")
     missing: list[tuple[str, str, str]] = []
-    values = _interpolate(dict(raw), env, source, provider=name, path=(), missing=missing)
+    templates: list[tuple[tuple[Any, ...], str]] = []
+    values = _interpolate(
+        dict(raw), env, source, provider=name, path=(), missing=missing, templates=templates
+    )
     try:
         cls = resolve_adapter(str(values["adapter"]))
     except ConfigError as e:
@@ -197,7 +200,60 @@ def _parse_provider(name: str, raw: Any, env: Mapping[str, str], source: str) ->
             raise unset_variable_error(var, source, name, field) from None
         raise config_error_from(e, file=source, provider=name, all_errors=True) from None
     settings._missing_env = tuple(missing)
+    settings._env_templates = tuple(templates)
     return settings
+
+
+def without_env_values(settings: AdapterSettings) -> AdapterSettings:
+    """A copy in which every value the config wrote as ``${VAR}`` is that text again, unvalidated.
+
+    Why: settings pickled for other machines (``compare --engine ray`` keeps actor arguments in the
+    cluster's store and sends them over the network) must not carry the secrets this process read from
+    its environment. ``with_env_values`` on the other side resolves them from that node's environment.
+    """
+    templates = (settings.__pydantic_private__ or {}).get("_env_templates", ())
+    if not templates:
+        return settings
+    data = settings.model_dump(mode="python")
+    for path, template in templates:
+        _set_path(data, path, template)
+    copy = type(settings).model_construct(**data)
+    copy.__pydantic_private__ = dict(settings.__pydantic_private__ or {})
+    return copy
+
+
+def with_env_values(
+    settings: AdapterSettings, provider: str, env: Mapping[str, str] | None = None
+) -> AdapterSettings:
+    """The settings ``without_env_values`` made, with each ``${VAR}`` resolved from ``env`` (this process's
+    environment by default) and validated again; an unset variable is the usual ConfigError naming it."""
+    templates = (settings.__pydantic_private__ or {}).get("_env_templates", ())
+    if not templates:
+        return settings
+    env = os.environ if env is None else env
+    data = settings.model_dump(mode="python")
+    missing: list[tuple[str, str, str]] = []
+    for path, template in templates:
+        _set_path(
+            data,
+            path,
+            _interpolate(template, env, "<environment>", provider=provider, path=path, missing=missing),
+        )
+    if missing:
+        field, var, _ = missing[0]
+        raise unset_variable_error(var, "this machine's environment", provider, field)
+    try:
+        resolved = type(settings).model_validate(data)
+    except ValidationError as e:
+        raise config_error_from(e, provider=provider, all_errors=True) from None
+    resolved._env_templates = templates
+    return resolved
+
+
+def _set_path(data: Any, path: tuple[Any, ...], value: Any) -> None:
+    for key in path[:-1]:
+        data = data[key]
+    data[path[-1]] = value
 
 
 def require_env(provider: str, settings: AdapterSettings) -> None:
@@ -213,6 +269,7 @@ def _interpolate(
     provider: str | None,
     path: tuple,
     missing: list[tuple[str, str, str]] | None = None,
+    templates: list[tuple[tuple[Any, ...], str]] | None = None,
 ) -> Any:
     """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; ``$$`` is a literal ``$``.
 
@@ -235,15 +292,22 @@ def _interpolate(
             missing.append((field or "", var, source))
             return match.group(0)
 
-        return _VAR.sub(substitute, value)
+        resolved = _VAR.sub(substitute, value)
+        if templates is not None and resolved != value and "${" in value:
+            templates.append((path, value))
+        return resolved
     if isinstance(value, Mapping):
         return {
-            k: _interpolate(v, env, source, provider=provider, path=(*path, k), missing=missing)
+            k: _interpolate(
+                v, env, source, provider=provider, path=(*path, k), missing=missing, templates=templates
+            )
             for k, v in value.items()
         }
     if isinstance(value, list):
         return [
-            _interpolate(v, env, source, provider=provider, path=(*path, i), missing=missing)
+            _interpolate(
+                v, env, source, provider=provider, path=(*path, i), missing=missing, templates=templates
+            )
             for i, v in enumerate(value)
         ]
     return value

@@ -144,8 +144,9 @@ def run_compare(
         from cloudderm.compare.ray_engine import check_address, import_ray
 
         import_ray()  # a missing [ray] extra, or no cluster at the address, is exit 2 before any model loads
-        if ray_address not in (None, "auto", "local"):
-            check_address(ray_address)
+        probe = ray_address if ray_address is not None else os.environ.get("RAY_ADDRESS")
+        if probe not in (None, "", "auto", "local"):
+            check_address(probe)
         n_workers = workers  # None: the cluster's CPUs, up to 8 (known once connected)
     else:
         n_workers = default_workers() if workers is None else workers

@@ -102,11 +102,15 @@ class TokenBucket:
         self._state = {key: _State(limit, float(limit.burst), now) for key, limit in limits.items()}
         self._tickets = itertools.count(1)
         self._log: deque[GrantEvent] = deque(maxlen=log_size)
+        self._closed = False
         self._lock = threading.Lock()
 
     def try_acquire(self, provider: str, owner: str) -> tuple[int | None, float]:
-        """A grant ``(ticket, 0.0)``, or ``(None, seconds)``: ask again after about that long."""
+        """A grant ``(ticket, 0.0)``; ``(None, seconds)``: ask again after about that long; ``(None, -1.0)``:
+        never, the run is stopping (``close``)."""
         with self._lock:
+            if self._closed:
+                return None, -1.0
             state = self._state[provider]
             now = self._clock()
             self._refill(state, now)
@@ -120,6 +124,11 @@ class TokenBucket:
             state.held[ticket] = owner
             self._record(now, provider, owner, "grant", ticket, state)
             return ticket, 0.0
+
+    def close(self) -> None:
+        """Grant nothing more: the run is stopping, so calls still waiting for a grant are not made."""
+        with self._lock:
+            self._closed = True
 
     def release(self, provider: str, ticket: int) -> None:
         """The call holding ``ticket`` has ended; releasing twice (or after a reclaim) does nothing."""

@@ -16,7 +16,11 @@ if TYPE_CHECKING:
     from cloudderm.images import PreparedImage
     from cloudderm.prediction import Prediction
 
-__all__ = ["Executor"]
+__all__ = ["CallNotMade", "Executor"]
+
+
+class CallNotMade(Exception):
+    """The executor did not send this call because the run is stopping: nothing to record, nothing billed."""
 
 
 class Executor(Protocol):
@@ -40,6 +44,10 @@ class Executor(Protocol):
 
     def classify(self, config_hash: str, images: Sequence[PreparedImage]) -> list[Prediction]:
         """The provider's ``classify_prepared`` elsewhere; raises the adapter's typed errors as they are."""
+        ...
+
+    def stop(self) -> None:
+        """The run is stopping: calls not yet sent are not sent (they raise ``CallNotMade``)."""
         ...
 
     def close(self) -> None: ...

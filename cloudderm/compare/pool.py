@@ -96,6 +96,9 @@ class WorkerPool:
     def paces(self, config_hash: str) -> bool:
         return False  # the runner's own limiter paces every provider on one machine
 
+    def stop(self) -> None:
+        """Nothing waits here for a grant: the runner stops feeding, and calls in a worker finish."""
+
     def prepare(
         self, data: bytes, *, max_bytes: int | None, max_side: int | None, source: str
     ) -> PreparedImage:

@@ -24,14 +24,16 @@ Failures: provider actors restart (``max_restarts``) and Ray re-runs the calls t
 runner's own retry policy. An answer already stored is never asked for again, so a worker failure only
 repeats calls whose answers were never received.
 
-Credentials never travel through Ray: each actor builds its client from the settings (which hold
-``${VAR}`` references, not values) and finds secrets in its own node's environment or credential chain.
+Credentials never travel through Ray: each actor gets an ``AdapterRecipe`` whose settings hold the
+config's ``${VAR}`` references, not their values, and resolves them from its own node's environment (or
+the vendor's credential chain there).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import pickle
 import socket
 import threading
@@ -42,8 +44,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from cloudderm.compare.bucket import Limit, ManualClock, TokenBucket
+from cloudderm.compare.executor import CallNotMade
 from cloudderm.compare.records import ProviderPlan
 from cloudderm.compare.remote_work import (
+    AdapterRecipe,
     configure_threads,
     portable_error,
     prepare_remote,
@@ -70,7 +74,8 @@ MAX_DEFAULT_SHARDS = 8  # shards (preparers, local-model replicas) when --worker
 ACTOR_RESTARTS = 3  # a provider or preparer actor that dies is restarted this many times...
 TASK_RETRIES = 3  # ...and the calls it had in flight are re-run this many times before the runner hears
 SLOTS_PER_REPLICA = 32  # concurrent calls one cloud-provider replica makes before another replica starts
-_POLL_CAP_S = 0.05  # longest single wait before asking the bucket again
+_POLL_CAP_S = 0.25  # longest single wait before asking again (a rate wait is exact; a full slot 10 ms)
+_REFUSED = -1  # no ticket: the bucket was closed because the run is stopping
 _CLOSE_TIMEOUT_S = 10.0
 _PROBE_TIMEOUT_S = 5.0
 
@@ -97,6 +102,9 @@ class BucketActor:
 
     def release(self, provider: str, ticket: int) -> None:
         self._bucket.release(provider, ticket)
+
+    def close(self) -> None:
+        self._bucket.close()
 
     def reclaim(self, owner: str) -> int:
         return self._bucket.reclaim(owner)
@@ -135,22 +143,26 @@ class ProviderActor:
             configure_threads(threads)
         if self._bucket is not None:
             ray.get(self._bucket.reclaim.remote(owner))  # a restart: the calls the dead copy held are gone
-        self._clf: Classifier = pickle.loads(blob)
+        recipe: AdapterRecipe = pickle.loads(blob)
+        self._name = recipe.name
         self._startup_error: Exception | None = None
         try:
+            self._clf: Classifier = recipe.build()  # its ${VAR}s from this node's environment
             self._clf.warm_up()  # the driver already checked it starts; this loads this copy
         except Exception as e:
-            self._startup_error = portable_error(e, self._clf.name)
+            self._startup_error = portable_error(e, recipe.name)
 
     def classify(self, images: list[PreparedImage]) -> tuple[str, Any]:
         if self._startup_error is not None:
             return "error", self._startup_error
         bucket = self._bucket
         ticket = self._acquire(bucket) if bucket is not None else None
+        if ticket == _REFUSED:
+            return "stopped", None  # the run is stopping: this call is not made
         try:
             return "ok", self._clf.classify_prepared(images)
         except Exception as e:
-            return "error", portable_error(e, self._clf.name)
+            return "error", portable_error(e, self._name)
         finally:
             if bucket is not None:
                 bucket.release.remote(self._key, ticket)
@@ -160,32 +172,57 @@ class ProviderActor:
             ticket, wait = self._ray.get(bucket.try_acquire.remote(self._key, self._owner))
             if ticket is not None:
                 return ticket
+            if wait < 0:
+                return _REFUSED
             time.sleep(min(wait, _POLL_CAP_S))
 
     def pid(self) -> int:
-        import os
-
         return os.getpid()
 
+    def ready(self) -> Exception | None:
+        """None once this replica's adapter is built and warmed up, else why not (the driver stops there)."""
+        return self._startup_error
+
     def close(self) -> None:
-        self._clf.close()
+        if self._startup_error is None:
+            self._clf.close()
 
 
 class _Replicas:
-    """A provider's actors on the driver side: calls go to the one with the fewest in flight."""
+    """A provider's actors on the driver side: calls go to the live one with the fewest in flight.
 
-    def __init__(self, name: str, actors: list[Any]) -> None:
+    A replica that Ray reports dead (its restarts used up) is dropped, and the slots it held in the
+    bucket are given back, so it neither attracts calls by failing fast nor shrinks the concurrency.
+    """
+
+    def __init__(self, name: str, actors: list[Any], owners: list[str], bucket: Any | None) -> None:
         self.name = name
         self.actors = actors
+        self.owners = owners
+        self._bucket = bucket
         self._busy = [0] * len(actors)
+        self._dead: set[int] = set()
         self._lock = threading.Lock()
 
     def call(self, ray: Any, images: list[PreparedImage]) -> tuple[str, Any]:
         with self._lock:
-            index = min(range(len(self.actors)), key=self._busy.__getitem__)
+            live = [i for i in range(len(self.actors)) if i not in self._dead]
+            if not live:
+                raise ProviderError(
+                    f"every Ray replica of {self.name} has died (restarts used up); see Ray's log",
+                    provider=self.name,
+                    retryable=False,
+                )
+            index = min(live, key=self._busy.__getitem__)
             self._busy[index] += 1
         try:
             return ray.get(self.actors[index].classify.remote(images))
+        except ray.exceptions.ActorDiedError:
+            with self._lock:
+                self._dead.add(index)
+            if self._bucket is not None:
+                self._bucket.reclaim.remote(self.owners[index])
+            raise
         finally:
             with self._lock:
                 self._busy[index] -= 1
@@ -229,7 +266,9 @@ class RayEngine:
             self.workers = workers or max(1, min(MAX_DEFAULT_SHARDS, cpus))
             self.limits = {plan.config_hash: self._limit(plan) for plan in plans}
             self._bucket_name = f"cloudderm-bucket-{uuid.uuid4().hex}"
-            bucket = ray.remote(num_cpus=0)(BucketActor).options(name=self._bucket_name)
+            bucket = ray.remote(num_cpus=0)(BucketActor).options(
+                name=self._bucket_name, scheduling_strategy=_on_this_node(ray)
+            )
             self.bucket = bucket.remote(self.limits, clock)
             self._actors.append(self.bucket)
             preparer = ray.remote(
@@ -242,6 +281,7 @@ class RayEngine:
             self._actors += self._preparers
             for plan in plans:
                 self._replicas[plan.config_hash] = self._start_provider(plan)
+            self._check_ready()
         except BaseException:
             self.close()
             raise
@@ -279,7 +319,16 @@ class RayEngine:
             ) from None
         if outcome == "error":
             raise value
+        if outcome == "stopped":
+            raise CallNotMade(replicas.name)
         return value
+
+    def stop(self) -> None:
+        """Close the bucket: replicas still waiting for a grant give their calls up unsent."""
+        try:
+            self.bucket.close.remote()
+        except Exception:  # already gone (close() ran): nothing waits any more
+            pass
 
     def pids(self, config_hash: str) -> list[int]:
         """The process of each of this provider's replicas (tests kill one)."""
@@ -334,7 +383,7 @@ class RayEngine:
         wanted = math.ceil(limit.concurrency / self._slots_per_replica)
         count = self.workers if local else max(1, min(self.workers, wanted))
         per_actor = math.ceil(limit.concurrency / count)
-        blob = pickle.dumps(with_thread_setting(clf) if local else clf)
+        blob = pickle.dumps(AdapterRecipe.of(with_thread_setting(clf) if local else clf))
         threads = worker_threads(clf) if local else None
         remote = self._ray.remote(
             num_cpus=0,
@@ -345,9 +394,40 @@ class RayEngine:
         )(ProviderActor)
         key = plan.config_hash
         name = self._bucket_name if self._needs_grants(limit, count * per_actor) else None
-        actors = [remote.remote(blob, key, f"{clf.name}#{i}", name, threads) for i in range(count)]
+        owners = [f"{clf.name}#{i}" for i in range(count)]
+        actors = [remote.remote(blob, key, owner, name, threads) for owner in owners]
         self._actors += actors
-        return _Replicas(clf.name, actors)
+        return _Replicas(clf.name, actors, owners, self.bucket if name is not None else None)
+
+    def _check_ready(self) -> None:
+        """Every replica built its adapter and warmed up, or the run stops before any image (exit 2).
+
+        A node can lack what this machine has (a ``${VAR}``, the model files, an SDK); finding it now
+        names the provider and the reason once, instead of failing every call sent to that replica.
+        """
+        for replicas in self._replicas.values():
+            for owner, actor in zip(replicas.owners, replicas.actors):
+                try:
+                    error = self._ray.get(actor.ready.remote())
+                except self._ray.exceptions.RayError as e:
+                    error = e
+                if error is not None:
+                    raise ConfigError(
+                        f"cannot start on the Ray cluster (replica {owner}): {_ray_reason(error)}. Fix: give "
+                        "every node the provider's SDK, model files and environment variables",
+                        provider=replicas.name,
+                    )
+
+
+def _on_this_node(ray: Any) -> Any:
+    """The bucket lives beside the driver (soft: elsewhere if this node cannot host it, e.g. Ray Client):
+    every grant is a round trip to it, and the driver's node is the one the run cannot lose anyway."""
+    try:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        return NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
+    except Exception:
+        return "DEFAULT"
 
 
 def _require_pickles(clf: Classifier) -> None:
@@ -365,8 +445,9 @@ def _connect(ray: Any, address: str | None) -> bool:
     """Join ``address`` (or start a local Ray); True when this call started it, so close() stops it."""
     if ray.is_initialized():
         return False
-    if address not in (None, "auto", "local"):
-        check_address(address)  # ray.init retries an address where nothing answers for minutes
+    probe = address if address is not None else os.environ.get("RAY_ADDRESS")
+    if probe not in (None, "", "auto", "local"):
+        check_address(probe)  # ray.init retries an address where nothing answers for minutes
     # A new local Ray turns on token authentication (good) and says so on stderr; the notice is not ours
     # to show on every compare run.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)

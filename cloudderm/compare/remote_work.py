@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cloudderm.errors import InvalidImageError, ProviderError
 
 if TYPE_CHECKING:
-    from cloudderm.classifier import Classifier
+    from cloudderm.classifier import AdapterSettings, Classifier
 
 __all__ = [
     "THREAD_FIELDS",
+    "AdapterRecipe",
     "configure_threads",
     "portable_error",
     "prepare_remote",
@@ -95,3 +98,35 @@ def portable_error(error: Exception, provider: str) -> Exception:
         endpoint=getattr(error, "endpoint", None),
         retryable=bool(getattr(error, "retryable", False)),
     )
+
+
+@dataclass(frozen=True)
+class AdapterRecipe:
+    """How to build an adapter on another machine, carrying ``${VAR}`` references instead of their values.
+
+    Why not pickle the adapter itself: its settings hold what this process read from its environment
+    (API keys included), and Ray keeps actor arguments in the cluster's store and sends them over the
+    network. The recipe holds the settings with each ``${VAR}`` put back (``config.without_env_values``);
+    ``build`` resolves them from the environment of the process it runs in. Settings made in Python
+    rather than read from a config have no ``${VAR}`` and travel as they are.
+    """
+
+    rebuild: Callable[..., Classifier]
+    adapter_type: type
+    name: str
+    settings: AdapterSettings
+    rest: tuple[Any, ...]  # taxonomy, retry policy, state: see Classifier.__reduce__
+
+    @classmethod
+    def of(cls, classifier: Classifier) -> AdapterRecipe:
+        from cloudderm.config import without_env_values
+
+        rebuild, args = classifier.__reduce__()[:2]
+        return cls(rebuild, args[0], args[1], without_env_values(args[2]), tuple(args[3:]))
+
+    def build(self) -> Classifier:
+        """The adapter, its ``${VAR}`` resolved here (ConfigError naming a variable this machine lacks)."""
+        from cloudderm.config import with_env_values
+
+        settings = with_env_values(self.settings, self.name)
+        return self.rebuild(self.adapter_type, self.name, settings, *self.rest)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from cloudderm.classifier import ImageLimits
 from cloudderm.compare.datasets import DatasetItem
+from cloudderm.compare.executor import CallNotMade
 from cloudderm.compare.pacing import CircuitBreaker, RateLimiter
 from cloudderm.compare.progress import NullProgress, ProviderProgress
 from cloudderm.compare.records import (
@@ -136,7 +137,12 @@ class Runner:
     # ---- control ------------------------------------------------------------------------------
     def stop(self) -> None:
         """Stop taking new work; in-flight calls finish and are recorded."""
+        self._halt()
+
+    def _halt(self) -> None:
         self._stop.set()
+        if self.pool is not None:
+            self.pool.stop()  # calls still waiting elsewhere (a Ray replica's grant) are not made
 
     def _sleep(self, seconds: float) -> None:
         if self._external_sleep is not None:
@@ -192,7 +198,7 @@ class Runner:
             interrupted = self._stop.is_set()
         except KeyboardInterrupt:
             interrupted = True
-            self._stop.set()
+            self._halt()
             self._join(workers)  # in-flight calls finish and are recorded; a second Ctrl-C abandons them
         finally:
             self._stop.set()
@@ -214,7 +220,7 @@ class Runner:
                 pass
             except BaseException as e:  # surfaced in run(), never swallowed
                 self._errors.append(e)
-                self._stop.set()
+                self._halt()
 
         thread = threading.Thread(target=guarded, name=f"cloudderm-{name}", daemon=True)
         thread.start()
@@ -369,7 +375,7 @@ class Runner:
             predictions = call_with_retries(
                 call, plan.classifier.retry_policy, sleep=self._sleep, on_retry=on_retry
             )
-        except _Stopped:
+        except (_Stopped, CallNotMade):
             return
         except ProviderError as e:
             if len(batch) > 1 and not e.retryable:

@@ -53,3 +53,62 @@ def test_the_resume_command_repeats_the_engine_and_its_address() -> None:
     assert resume_command(ray_args).endswith("--engine ray --ray-address 10.0.0.5:6379")
     local_args = parser.parse_args(["compare", "imgs", "--workers", "3"])
     assert "--engine" not in resume_command(local_args) and "--workers 3" in resume_command(local_args)
+
+
+SECRET = "sk-CANARY-8c1f2e"
+
+
+def _azure_config(env: dict[str, str]):
+    from cloudderm.config import parse_config
+
+    provider = {
+        "adapter": "azureml",
+        "scoring_uri": "https://ep.uksouth.inference.ml.azure.com/score",
+        "api_key": "${CANARY_KEY}",
+        "region": "uksouth",
+    }
+    return parse_config({"providers": {"az": provider}}, env=env)
+
+
+def test_a_recipe_for_another_machine_carries_the_variable_not_the_secret(monkeypatch) -> None:
+    """What Ray stores and sends (the pickled recipe) holds ``${CANARY_KEY}``; the node resolves it."""
+    import pickle
+
+    from cloudderm.compare.remote_work import AdapterRecipe
+    from cloudderm.factory import build_classifier
+
+    clf = build_classifier("az", _azure_config({"CANARY_KEY": SECRET}), check_policy=False)
+    assert clf.settings.api_key.get_secret_value() == SECRET
+    blob = pickle.dumps(AdapterRecipe.of(clf))
+    assert SECRET.encode() not in blob and b"${CANARY_KEY}" in blob
+    assert SECRET.encode() in pickle.dumps(clf), "the check above would pass vacuously otherwise"
+
+    monkeypatch.setenv("CANARY_KEY", "node-value")
+    built = pickle.loads(blob).build()
+    assert built.settings.api_key.get_secret_value() == "node-value"
+    assert (built.name, built.settings.scoring_uri) == ("az", clf.settings.scoring_uri)
+
+    monkeypatch.delenv("CANARY_KEY")
+    with pytest.raises(ConfigError, match="CANARY_KEY"):
+        pickle.loads(blob).build()
+
+
+def test_settings_made_in_python_travel_as_they_are() -> None:
+    from cloudderm.compare.remote_work import AdapterRecipe
+    from cloudderm.testing.fakes import FakeClassifier, FakeSettings
+
+    clf = FakeClassifier("f", FakeSettings(seed="s"))
+    assert AdapterRecipe.of(clf).build().settings == clf.settings
+
+
+def test_a_closed_bucket_refuses_every_later_grant() -> None:
+    """Ctrl-C closes the cluster's bucket: calls still waiting for a grant are given up, never sent."""
+    from cloudderm.compare.bucket import ManualClock, TokenBucket
+
+    bucket = TokenBucket({"p": Limit(concurrency=1)}, clock=ManualClock())
+    held, _ = bucket.try_acquire("p", "a")
+    assert held is not None
+    bucket.close()
+    assert bucket.try_acquire("p", "b") == (None, -1.0)
+    bucket.release("p", held)
+    assert bucket.try_acquire("p", "b") == (None, -1.0)
