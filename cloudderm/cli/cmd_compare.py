@@ -55,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--workers",
         type=positive_int,
         metavar="N",
-        help="processes for image preparation and ONNX local models (default: $CLOUDDERM_WORKERS, else one "
+        help="processes for image preparation and local models that load without torch (default: "
+        "$CLOUDDERM_WORKERS, else one "
         "per core up to 8; 1: one process); cloud calls stay on threads; with --engine ray: shards on the "
         "cluster; see docs/compare.md",
     )
@@ -69,7 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--ray-address",
         metavar="ADDR",
-        help="Ray cluster to join with --engine ray (default: $RAY_ADDRESS, else a local Ray for this run)",
+        help="Ray cluster to join with --engine ray (default: $RAY_ADDRESS, else a Ray running on this "
+        "machine, else a local Ray for this run)",
     )
     p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N images")
     p.add_argument("--no-resume", action="store_true", help="discard stored answers and start fresh")
