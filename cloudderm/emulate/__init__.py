@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from cloudderm.emulate.app import EmulatedEndpoint
     from cloudderm.emulate.emulator import FAKE_AWS_ENV, Emulator
     from cloudderm.emulate.faults import FAULT_KINDS, FaultPlan, Latency
-    from cloudderm.emulate.protocol import Protocol
+    from cloudderm.emulate.protocol import EndpointRequest, Protocol
     from cloudderm.emulate.registry import PROTOCOLS, get_protocol, protocol_names
     from cloudderm.emulate.stats import EmulatorStats, EndpointStats
     from cloudderm.emulate.uploads import find_metadata
@@ -30,6 +30,7 @@ __all__ = [
     "EmulatedEndpoint",
     "Emulator",
     "EmulatorStats",
+    "EndpointRequest",
     "EndpointStats",
     "FaultPlan",
     "Latency",
@@ -46,6 +47,7 @@ _LAZY = {
     "FAULT_KINDS": "cloudderm.emulate.faults",
     "FaultPlan": "cloudderm.emulate.faults",
     "Latency": "cloudderm.emulate.faults",
+    "EndpointRequest": "cloudderm.emulate.protocol",
     "Protocol": "cloudderm.emulate.protocol",
     "PROTOCOLS": "cloudderm.emulate.registry",
     "get_protocol": "cloudderm.emulate.registry",

@@ -41,6 +41,8 @@ class AzureMLProtocol(Protocol):
     def handle(
         self, app: EmulatorApp, match: re.Match[str], headers: Mapping[str, str], body: bytes
     ) -> Reply:
+        # Overrides the template: ``/score`` alone names no endpoint (the key picks one, else it is counted
+        # as ``_unrouted``), and the deployment header is counted even for an unknown endpoint.
         name = match["name"]
         auth = headers.get("Authorization", "")
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
@@ -48,25 +50,29 @@ class AzureMLProtocol(Protocol):
             name = _by_key(app, token)
         key = f"{self.name}/{name or '_unrouted'}"
         endpoint = app.endpoints.get(name) if name else None
-        app.stats.record_request(key, len(body))
-        request_id = str(uuid.uuid4())
         deployment = headers.get("azureml-model-deployment")
-        if deployment:
-            app.stats.record_deployment(key, deployment)
-        if endpoint is None:
-            reply = azure_error(404, f"No online endpoint named {name!r} is emulated here.")
-        elif token != endpoint.azure_key:
-            app.stats.record_auth_failure(key)
-            reply = azure_error(401, "Unauthorized: missing or invalid endpoint key (Authorization: Bearer).")
-        elif deployment and deployment != endpoint.azure_deployment:
-            reply = azure_error(404, f"Deployment {deployment!r} not found for this endpoint.")
-        else:
-            reply = _score(app, key, endpoint, body)
-            reply.headers["azureml-model-deployment"] = endpoint.azure_deployment
-        reply.headers["x-ms-request-id"] = request_id
-        reply.headers["x-request-id"] = request_id
-        app.stats.record_status(key, reply.status)
-        return reply
+
+        def answer() -> Reply:
+            if deployment:
+                app.stats.record_deployment(key, deployment)
+            if endpoint is None:
+                reply = azure_error(404, f"No online endpoint named {name!r} is emulated here.")
+            elif token != endpoint.azure_key:
+                app.stats.record_auth_failure(key)
+                reply = azure_error(
+                    401, "Unauthorized: missing or invalid endpoint key (Authorization: Bearer)."
+                )
+            elif deployment and deployment != endpoint.azure_deployment:
+                reply = azure_error(404, f"Deployment {deployment!r} not found for this endpoint.")
+            else:
+                reply = _score(app, key, endpoint, body)
+                reply.headers["azureml-model-deployment"] = endpoint.azure_deployment
+            request_id = str(uuid.uuid4())
+            reply.headers["x-ms-request-id"] = request_id
+            reply.headers["x-request-id"] = request_id
+            return reply
+
+        return self.counted(app, key, body, answer)
 
     def config(self, emulator: Emulator, name: str) -> dict[str, Any]:
         """Settings for the ``azureml`` adapter (key auth against the emulated endpoint)."""

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from cloudderm.emulate.protocol import Protocol
+from cloudderm.emulate.protocol import EndpointRequest, Protocol
 from cloudderm.emulate.vertex import google_error
 from cloudderm.emulate.wire import Reply, WireError, b64_image, json_reply, top_k
 
@@ -31,22 +30,12 @@ class CloudVisionProtocol(Protocol):
     adapter = "cloud-vision"
     route = re.compile(r"^/cloud-vision/(?P<name>[^/]+)/v1/images:annotate$")
 
-    def handle(
-        self, app: EmulatorApp, match: re.Match[str], headers: Mapping[str, str], body: bytes
-    ) -> Reply:
-        key = f"{self.name}/{match['name']}"
-        endpoint = app.endpoints.get(match["name"])
-        app.stats.record_request(key, len(body))
-        if endpoint is None:
-            reply = google_error(404, f"No emulated Cloud Vision backend {match['name']!r}.")
-        else:
-            try:
-                images, limits = annotate_parse(body)
-                reply = _annotate(app, key, endpoint, images, limits)
-            except WireError as e:
-                reply = e.reply
-        app.stats.record_status(key, reply.status)
-        return reply
+    def not_found(self, name: str, match: re.Match[str]) -> Reply:
+        return google_error(404, f"No emulated Cloud Vision backend {name!r}.")
+
+    def serve(self, request: EndpointRequest) -> Reply:
+        images, limits = annotate_parse(request.body)
+        return _annotate(request.app, request.key, request.endpoint, images, limits)
 
     def config(self, emulator: Emulator, name: str) -> dict[str, Any]:
         """Anonymous credentials: the emulator checks none (Application Default Credentials otherwise)."""

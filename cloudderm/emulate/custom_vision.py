@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from cloudderm.emulate.protocol import Protocol
+from cloudderm.emulate.protocol import EndpointRequest, Protocol
 from cloudderm.emulate.wire import Reply, json_reply, top_k
 
 if TYPE_CHECKING:
@@ -41,27 +40,18 @@ class CustomVisionProtocol(Protocol):
         r"/image(?P<nostore>/nostore)?$"
     )
 
-    def handle(
-        self, app: EmulatorApp, match: re.Match[str], headers: Mapping[str, str], body: bytes
-    ) -> Reply:
-        key = f"{self.name}/{match['name']}"
-        endpoint = app.endpoints.get(match["name"])
-        app.stats.record_request(key, len(body))
-        if endpoint is None:
-            reply = cv_error(
-                404, "NotFound", f"No published iteration named {match['name']!r} is emulated here."
-            )
-        elif headers.get("Prediction-Key") != endpoint.azure_key:
-            app.stats.record_auth_failure(key)
-            reply = cv_error(401, "Unauthorized", "Missing or invalid Prediction-Key (emulator).")
-        elif len(body) > MAX_IMAGE_BYTES:
-            reply = cv_error(
+    def not_found(self, name: str, match: re.Match[str]) -> Reply:
+        return cv_error(404, "NotFound", f"No published iteration named {name!r} is emulated here.")
+
+    def serve(self, request: EndpointRequest) -> Reply:
+        if request.headers.get("Prediction-Key") != request.endpoint.azure_key:
+            request.app.stats.record_auth_failure(request.key)
+            return cv_error(401, "Unauthorized", "Missing or invalid Prediction-Key (emulator).")
+        if len(request.body) > MAX_IMAGE_BYTES:
+            return cv_error(
                 400, "BadRequestImageSizeBytes", f"Image larger than {MAX_IMAGE_BYTES} bytes (emulator)."
             )
-        else:
-            reply = _classify(app, key, match, endpoint, body)
-        app.stats.record_status(key, reply.status)
-        return reply
+        return _classify(request.app, request.key, request.match, request.endpoint, request.body)
 
     def config(self, emulator: Emulator, name: str) -> dict[str, Any]:
         endpoint = emulator.endpoint(name)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from cloudderm.emulate.protocol import Protocol
+from cloudderm.emulate.protocol import EndpointRequest, Protocol
 from cloudderm.emulate.wire import Reply, WireError, b64_image, json_reply, normalise, top_k
 
 if TYPE_CHECKING:
@@ -31,22 +31,12 @@ class HFInferenceProtocol(Protocol):
     adapter = "hf-inference"
     route = re.compile(r"^/hf-inference/models/(?P<name>[^/]+)$")
 
-    def handle(
-        self, app: EmulatorApp, match: re.Match[str], headers: Mapping[str, str], body: bytes
-    ) -> Reply:
-        key = f"{self.name}/{match['name']}"
-        endpoint = app.endpoints.get(match["name"])
-        app.stats.record_request(key, len(body))
-        if endpoint is None:
-            reply = hf_error(404, f"Model {match['name']} does not exist")
-        else:
-            try:
-                image, k = _parse(body, headers, endpoint.top_k)
-                reply = _classify(app, key, endpoint, image, k)
-            except WireError as e:
-                reply = e.reply
-        app.stats.record_status(key, reply.status)
-        return reply
+    def not_found(self, name: str, match: re.Match[str]) -> Reply:
+        return hf_error(404, f"Model {name} does not exist")
+
+    def serve(self, request: EndpointRequest) -> Reply:
+        image, k = _parse(request.body, request.headers, request.endpoint.top_k)
+        return _classify(request.app, request.key, request.endpoint, image, k)
 
     def config(self, emulator: Emulator, name: str) -> dict[str, Any]:
         emulator.endpoint(name)

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cloudderm.adapters import kserve_codec
-from cloudderm.emulate.protocol import Protocol
+from cloudderm.emulate.protocol import EndpointRequest, Protocol
 from cloudderm.emulate.wire import Reply, json_reply
 
 if TYPE_CHECKING:
@@ -46,22 +46,23 @@ class KServeProtocol(Protocol):
     def handle(
         self, app: EmulatorApp, match: re.Match[str], headers: Mapping[str, str], body: bytes
     ) -> Reply:
+        # Extends the template: only /infer is counted; health, readiness and metadata are answered uncounted.
         if match["health"]:
             return Reply(200, b"", {})
+        if match["action"] == "/infer":
+            return super().handle(app, match, headers, body)
         name = match["name"]
         endpoint = app.endpoints.get(name)
-        if match["action"] != "/infer":
-            if endpoint is None:
-                return oip_error(404, f"Model with name {name} does not exist.")
-            return Reply(200, b"", {}) if match["action"] == "/ready" else _metadata(app, name, endpoint)
-        key = f"{self.name}/{name}"
-        app.stats.record_request(key, len(body))
         if endpoint is None:
-            reply = oip_error(404, f"Model with name {name} does not exist.")
-        else:
-            reply = _infer(app, key, name, match["version"], endpoint, body)
-        app.stats.record_status(key, reply.status)
-        return reply
+            return self.not_found(name, match)
+        return Reply(200, b"", {}) if match["action"] == "/ready" else _metadata(app, name, endpoint)
+
+    def not_found(self, name: str, match: re.Match[str]) -> Reply:
+        return oip_error(404, f"Model with name {name} does not exist.")
+
+    def serve(self, request: EndpointRequest) -> Reply:
+        m = request.match
+        return _infer(request.app, request.key, m["name"], m["version"], request.endpoint, request.body)
 
     def config(self, emulator: Emulator, name: str) -> dict[str, Any]:
         """BYTES input; the labels are the backend's, in the order of the output tensor's columns."""

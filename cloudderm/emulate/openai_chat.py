@@ -51,20 +51,21 @@ class OpenAIChatProtocol(Protocol):
     def handle(
         self, app: EmulatorApp, match: re.Match[str], headers: Mapping[str, str], body: bytes
     ) -> Reply:
+        # Overrides the template: the body names the endpoint (its model), so a body without one is uncounted.
         try:
             request = _parse(body)
         except WireError as e:
             return e.reply
         name = match["deployment"] or request["model"]
         key = f"{self.name}/{name}"
-        app.stats.record_request(key, len(body))
         endpoint = app.endpoints.get(name)
-        if endpoint is None:
-            reply = openai_error(404, f"The model `{name}` does not exist.", "model_not_found")
-        else:
-            reply = _complete(app, key, endpoint, request)
-        app.stats.record_status(key, reply.status)
-        return reply
+
+        def answer() -> Reply:
+            if endpoint is None:
+                return openai_error(404, f"The model `{name}` does not exist.", "model_not_found")
+            return _complete(app, key, endpoint, request)
+
+        return self.counted(app, key, body, answer)
 
     def config(self, emulator: Emulator, name: str) -> dict[str, Any]:
         """Settings for the ``openai`` adapter: the endpoint's name is the model."""

@@ -42,6 +42,8 @@ class RekognitionProtocol(Protocol):
     def handle(
         self, app: EmulatorApp, match: re.Match[str], headers: Mapping[str, str], body: bytes
     ) -> Reply:
+        # Overrides the template: a Custom Labels ARN in the body names the endpoint, and an unknown
+        # operation is refused before the lookup.
         operation = (headers.get("X-Amz-Target") or "").removeprefix("RekognitionService.")
         try:
             request = json.loads(body)
@@ -53,20 +55,19 @@ class RekognitionProtocol(Protocol):
             name = found["project"]
         key = f"{self.name}/{name}"
         endpoint = app.endpoints.get(name)
-        app.stats.record_request(key, len(body))
-        if operation not in ("DetectLabels", "DetectCustomLabels"):
-            reply = aws_error("UnknownOperationException", f"{operation or 'no operation'} is not emulated.")
-        elif endpoint is None:
-            reply = aws_error("ResourceNotFoundException", f"No emulated Rekognition backend {name!r}.")
-        elif not isinstance(request, dict):
-            reply = aws_error("InvalidParameterException", "Request body is not a JSON object.")
-        else:
-            try:
-                reply = _detect(app, key, endpoint, request, custom=operation == "DetectCustomLabels")
-            except WireError as e:
-                reply = e.reply
-        app.stats.record_status(key, reply.status)
-        return reply
+
+        def answer() -> Reply:
+            if operation not in ("DetectLabels", "DetectCustomLabels"):
+                return aws_error(
+                    "UnknownOperationException", f"{operation or 'no operation'} is not emulated."
+                )
+            if endpoint is None:
+                return aws_error("ResourceNotFoundException", f"No emulated Rekognition backend {name!r}.")
+            if not isinstance(request, dict):
+                return aws_error("InvalidParameterException", "Request body is not a JSON object.")
+            return _detect(app, key, endpoint, request, custom=operation == "DetectCustomLabels")
+
+        return self.counted(app, key, body, answer)
 
     def config(self, emulator: Emulator, name: str) -> dict[str, Any]:
         """DetectLabels settings; add ``project_version_arn`` naming project ``name`` for Custom Labels."""

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from cloudderm.emulate.protocol import Protocol
+from cloudderm.emulate.protocol import EndpointRequest, Protocol
 from cloudderm.emulate.wire import Reply, Scores, WireError, json_reply, normalise, top_k
 
 if TYPE_CHECKING:
@@ -69,35 +69,30 @@ class SageMakerProtocol(Protocol):
     def handle(
         self, app: EmulatorApp, match: re.Match[str], headers: Mapping[str, str], body: bytes
     ) -> Reply:
-        name = match["name"]
-        request_id = str(uuid.uuid4())
-        key = f"{self.name}/{name}"
-        endpoint = app.endpoints.get(name)
-        app.stats.record_request(key, len(body))
-        if endpoint is None:
-            message = f"Endpoint {name} of account {EMULATED_ACCOUNT} not found."
-            reply = sagemaker_error("ValidationError", 400, message)
-        elif len(body) > SAGEMAKER_MAX_BODY_BYTES:
-            message = f"Request body of {len(body)} bytes exceeds the {SAGEMAKER_MAX_BODY_BYTES} byte limit."
-            reply = sagemaker_error("ValidationError", 400, message)
-        else:
-            reply = self._invoke(app, key, name, endpoint, headers, body)
-            reply.headers["x-Amzn-Invoked-Production-Variant"] = endpoint.variant
-        reply.headers["x-amzn-RequestId"] = request_id
-        app.stats.record_status(key, reply.status)
+        # Extends the template: every answer, refusals included, carries a request id.
+        reply = super().handle(app, match, headers, body)
+        reply.headers["x-amzn-RequestId"] = str(uuid.uuid4())
         return reply
 
-    def _invoke(
-        self,
-        app: EmulatorApp,
-        key: str,
-        name: str,
-        endpoint: EmulatedEndpoint,
-        headers: Mapping[str, str],
-        body: bytes,
-    ) -> Reply:
+    def not_found(self, name: str, match: re.Match[str]) -> Reply:
+        return sagemaker_error(
+            "ValidationError", 400, f"Endpoint {name} of account {EMULATED_ACCOUNT} not found."
+        )
+
+    def serve(self, request: EndpointRequest) -> Reply:
+        size = len(request.body)
+        if size > SAGEMAKER_MAX_BODY_BYTES:
+            message = f"Request body of {size} bytes exceeds the {SAGEMAKER_MAX_BODY_BYTES} byte limit."
+            return sagemaker_error("ValidationError", 400, message)
+        reply = self._invoke(request)
+        reply.headers["x-Amzn-Invoked-Production-Variant"] = request.endpoint.variant
+        return reply
+
+    def _invoke(self, request: EndpointRequest) -> Reply:
         from cloudderm.emulate.app import BackendFailed
 
+        app, key, endpoint = request.app, request.key, request.endpoint
+        headers, body, name = request.headers, request.body, request.match["name"]
         fmt = endpoint.sagemaker_format
 
         def model_error(status: int, message: str) -> Reply:

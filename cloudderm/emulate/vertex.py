@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from cloudderm.emulate.protocol import Protocol
+from cloudderm.emulate.protocol import EndpointRequest, Protocol
 from cloudderm.emulate.wire import Reply, Scores, WireError, b64_image, json_reply, top_k
 
 if TYPE_CHECKING:
@@ -32,23 +32,16 @@ class VertexProtocol(Protocol):
     adapter = "vertex"
     route = re.compile(
         r"^/(?P<version>v1|v1beta1)/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
-        r"/endpoints/(?P<endpoint>[^/:]+):predict$"
+        r"/endpoints/(?P<name>[^/:]+):predict$"
     )
 
-    def handle(
-        self, app: EmulatorApp, match: re.Match[str], headers: Mapping[str, str], body: bytes
-    ) -> Reply:
-        project, location, endpoint_id = match["project"], match["location"], match["endpoint"]
-        key = f"{self.name}/{endpoint_id}"
-        endpoint = app.endpoints.get(endpoint_id)
-        app.stats.record_request(key, len(body))
-        if endpoint is None:
-            resource = f"projects/{project}/locations/{location}/endpoints/{endpoint_id}"
-            reply = google_error(404, f"Endpoint `{resource}` not found.")
-        else:
-            reply = _predict(app, key, project, location, endpoint, body)
-        app.stats.record_status(key, reply.status)
-        return reply
+    def not_found(self, name: str, match: re.Match[str]) -> Reply:
+        resource = f"projects/{match['project']}/locations/{match['location']}/endpoints/{name}"
+        return google_error(404, f"Endpoint `{resource}` not found.")
+
+    def serve(self, request: EndpointRequest) -> Reply:
+        project, location = request.match["project"], request.match["location"]
+        return _predict(request.app, request.key, project, location, request.endpoint, request.body)
 
     def config(self, emulator: Emulator, name: str) -> dict[str, Any]:
         """Settings for the ``vertex`` adapter (anonymous credentials: the emulator checks none)."""
@@ -77,10 +70,7 @@ def _predict(
 ) -> Reply:
     from cloudderm.emulate.app import BackendFailed
 
-    try:
-        images, parameters = vertex_parse(body)
-    except WireError as e:
-        return e.reply
+    images, parameters = vertex_parse(body)  # a refusal (WireError) is answered by Protocol.handle
     faults = {
         "429": lambda: google_error(429, "Quota exceeded for online prediction requests."),
         "503": lambda: google_error(503, "The service is currently unavailable."),

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
 import pytest
 
 from cloudderm.cli import EXIT_USAGE, main
-from cloudderm.emulate import Emulator, Protocol, get_protocol, protocol_names
+from cloudderm.emulate import Emulator, EndpointRequest, Protocol, get_protocol, protocol_names
 from cloudderm.emulate import registry as registry_module
 from cloudderm.emulate.app import BackendFailed
 from cloudderm.emulate.wire import Reply, b64_image, json_reply
@@ -29,13 +28,12 @@ class EchoTopProtocol(Protocol):
     adapter = "echo"
     route = re.compile(r"^/echo/(?P<name>[^/]+)$")
 
-    def handle(self, app, match: re.Match[str], headers: Mapping[str, str], body: bytes) -> Reply:
-        key = f"{self.name}/{match['name']}"
-        endpoint = app.endpoints.get(match["name"])
-        app.stats.record_request(key, len(body))
-        if endpoint is None:
-            return json_reply(404, {"error": "no such endpoint"})
-        image = b64_image(json.loads(body)["image"], lambda msg: json_reply(400, {"error": msg}))
+    def not_found(self, name: str, match: re.Match[str]) -> Reply:
+        return json_reply(404, {"error": "no such endpoint"})
+
+    def serve(self, request: EndpointRequest) -> Reply:
+        app, key, endpoint = request.app, request.key, request.endpoint
+        image = b64_image(json.loads(request.body)["image"], lambda msg: json_reply(400, {"error": msg}))
 
         def answer() -> Reply:
             try:
@@ -45,9 +43,7 @@ class EchoTopProtocol(Protocol):
             return json_reply(200, {"top": max(scores, key=lambda ls: ls[1])[0]})
 
         faults = {"429": lambda: json_reply(429, {"error": "slow down"})}
-        reply = app.with_faults(key, endpoint, [image], faults, answer)
-        app.stats.record_status(key, reply.status)
-        return reply
+        return app.with_faults(key, endpoint, [image], faults, answer)
 
     def config(self, emulator: Emulator, name: str) -> dict[str, Any]:
         return {"adapter": "echo", "url": f"{emulator.base_url}/echo/{name}"}
@@ -89,6 +85,8 @@ def test_a_registered_protocol_is_served_with_faults_counters_and_snippets(with_
         expected = backend.classify_prepared([prepared])[0].top.label
         assert json.loads(body) == {"top": expected}
         assert emu.endpoint_stats("echo", "skin").requests == 1
+        assert post(f"{emu.base_url}/echo/nobody", b"{}")[0] == 404  # the template's lookup and counters
+        assert emu.endpoint_stats("echo", "nobody").statuses == {404: 1}
         assert set(emu.providers()) == {"skin-echo", "skin-vertex"}
         assert emu.providers()["skin-echo"]["url"].endswith("/echo/skin")
         status, _, _ = post(f"{emu.base_url}/endpoints/skin/invocations", image)  # sagemaker: not served
