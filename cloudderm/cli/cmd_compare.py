@@ -191,6 +191,15 @@ def run(args: argparse.Namespace) -> int:
             err.print(
                 f"[red]{escape(name)}:[/] {detail}" + (f" ({clean_message(breaker)})" if breaker else "")
             )
+    unprepared = summary["run"].get("unprepared") or {}
+    if unprepared:  # not in predictions.jsonl or the metrics: say so, and how to get them answered
+        failed = True
+        key, reason = next(iter(unprepared.items()))
+        err.print(
+            f"[red]{len(unprepared)} image(s) could not be prepared and were not sent[/] (first: "
+            f"{escape(key)}: {escape(clean_message(reason))}); they are missing from the results. Run "
+            f"the same command again to retry them: {escape(resume_command(args))}"
+        )
     if args.explain:
         from pathlib import Path
 

@@ -341,5 +341,6 @@ def _summarise(
         "calls": {name: s.calls for name, s in outcome.providers.items()},
         "reused": {name: s.reused for name, s in outcome.providers.items()},
         "breaker": {name: s.breaker for name, s in outcome.providers.items() if s.breaker},
+        "unprepared": dict(outcome.unprepared),
     }
     return summary

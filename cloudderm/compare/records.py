@@ -66,6 +66,9 @@ class RunOutcome:
     images: int
     invalid_images: int
     providers: dict[str, ProviderStats] = field(default_factory=dict)
+    # images the executor could not prepare (a Ray preparer that kept dying): nothing stored, so the next
+    # run of the same command tries them again; key -> reason
+    unprepared: dict[str, str] = field(default_factory=dict)
 
 
 def source_sha(item: DatasetItem) -> str:

@@ -132,6 +132,7 @@ class Runner:
         self._errors: list[BaseException] = []
         self._images = 0
         self._invalid = 0
+        self._unprepared: dict[str, str] = {}
         self._count_lock = threading.Lock()
 
     # ---- control ------------------------------------------------------------------------------
@@ -209,6 +210,7 @@ class Runner:
             interrupted=interrupted,
             images=self._images,
             invalid_images=self._invalid,
+            unprepared=dict(self._unprepared),
             providers={lane.plan.name: lane.stats for lane in self.lanes},
         )
 
@@ -261,6 +263,10 @@ class Runner:
             image = self._load_and_prepare(item)
         except InvalidImageError as e:
             self._record_invalid(seq, item, e)
+            return
+        except ProviderError as e:  # the executor failed, not the image: nothing stored, retried next run
+            with self._count_lock:
+                self._unprepared[item.key] = str(e)
             return
         if item.fingerprint:
             self.store.remember_prepared(item.fingerprint, self.limits_key, image.sha256)
