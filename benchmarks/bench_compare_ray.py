@@ -142,7 +142,13 @@ def main() -> None:
             for engine in ("local", "ray"):
                 if engine == "ray":  # after the local run, so Ray's idle processes are not counted there
                     started = time.perf_counter()
-                    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+                    ray.init(
+                        address="local",
+                        num_cpus=2,
+                        include_dashboard=False,
+                        log_to_driver=False,
+                        logging_level="ERROR",
+                    )
                     print(f"   Ray start-up (not in the ratio): {time.perf_counter() - started:.2f} s")
                 out = Path(tmp) / engine
                 with TreeCpu(exclude=emu._process.pid) as cpu:

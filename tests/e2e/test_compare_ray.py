@@ -54,7 +54,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory):
         }
     )
     os.environ.pop("AWS_PROFILE", None)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
         yield ray
     finally:
@@ -341,3 +341,39 @@ def test_stopping_gives_up_the_calls_still_waiting_for_a_grant(ray_cluster, tmp_
         with sqlite3.connect(tmp_path / "r.sqlite") as conn:
             rows = conn.execute("SELECT status, final FROM results").fetchall()
         assert rows == [("ok", 1)], "only the answered call is stored; the given-up ones are not errors"
+
+
+def test_a_replica_killed_during_a_granted_call_gives_its_slot_back(ray_cluster, tmp_path: Path) -> None:
+    """Concurrency 1, and the only replica dies in the middle of its call, holding the one slot. Its
+    restart reclaims the slot (without that the run would wait forever), Ray re-runs the call, and every
+    image is answered; only the call that was in flight is sent twice, since its answer never came back."""
+    from cloudderm.compare.datasets import open_dataset
+    from cloudderm.compare.ray_engine import RayEngine
+    from cloudderm.compare.runner import Runner
+    from cloudderm.compare.store import ResultStore
+
+    n = 3
+    images, labels = make_dataset(tmp_path, n)
+    log = tmp_path / "calls.log"
+    clf = FakeClassifier("cloud", FakeSettings(call_log=str(log), latency_s=1.0))
+    plan = _plan("cloud", clf, "h-cloud", 1, 100.0)  # a rate, so calls take grants
+    data = open_dataset(images, labels=labels)
+    with RayEngine([plan], workers=1) as engine, ResultStore(tmp_path / "r.sqlite") as store:
+        runner = Runner([plan], store, pool=engine)
+        [pid] = engine.pids("h-cloud")
+        outcome: dict = {}
+        thread = threading.Thread(target=lambda: outcome.update(result=runner.run(iter(data), len(data))))
+        thread.start()
+        deadline = time.monotonic() + 90
+        while not (log.exists() and log.read_text().count("\n") >= 1):
+            assert time.monotonic() < deadline and thread.is_alive()
+            time.sleep(0.02)
+        os.kill(pid, signal.SIGKILL)  # mid-call: the call sleeps 1 s after logging itself
+        thread.join(timeout=90)
+        assert not thread.is_alive(), "the run never finished: the dead replica's slot was not given back"
+        events = engine.grant_log()
+    assert outcome["result"].providers["cloud"].ok == n
+    assert [e.owner for e in events if e.event == "reclaim"] == ["cloud#0"]
+    assert max(e.in_flight for e in events) == 1
+    calls = _calls(log)
+    assert len(calls) == n and sorted(calls.values()) == [1] * (n - 1) + [2]
