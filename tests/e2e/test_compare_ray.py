@@ -173,6 +173,21 @@ def test_cluster_wide_limits_hold_across_replicas_in_the_grant_log(ray_cluster) 
     assert quota_grants[-1] - quota_grants[0] >= (20 - 1) / 5.0 - 1e-9  # burst 1: one grant per 0.2 s
 
 
+def _run_until_first_call(runner, data, log: Path, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+    """Start ``runner`` on ``data`` in a thread; return once the provider logged its first call.
+
+    Returns the thread, a dict that gets the ``RunOutcome`` under ``"result"``, and the deadline.
+    """
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(result=runner.run(iter(data), len(data))))
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not (log.exists() and log.read_text().count("\n") >= 1):
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.02)
+    return thread, outcome, deadline
+
+
 def test_a_killed_worker_loses_nothing_and_rebills_nothing(ray_cluster, tmp_path: Path) -> None:
     """The clock is frozen after the first call, so every other call waits for a token, unsent; the
     provider's only replica is then killed. Ray restarts it and re-runs the waiting calls: each image
@@ -191,13 +206,7 @@ def test_a_killed_worker_loses_nothing_and_rebills_nothing(ray_cluster, tmp_path
     with RayEngine([plan], workers=1, clock="manual") as engine, ResultStore(tmp_path / "r.sqlite") as store:
         runner = Runner([plan], store, pool=engine)
         [pid] = engine.pids("h-cloud")  # asked now: once the run starts, its calls fill the replica's slots
-        outcome: dict = {}
-        thread = threading.Thread(target=lambda: outcome.update(result=runner.run(iter(data), len(data))))
-        thread.start()
-        deadline = time.monotonic() + 60
-        while not (log.exists() and log.read_text().count("\n") >= 1):
-            assert time.monotonic() < deadline and thread.is_alive()
-            time.sleep(0.02)
+        thread, outcome, deadline = _run_until_first_call(runner, data, log)
         time.sleep(0.3)  # the other calls are now waiting in the replica for a token that cannot come
         assert log.read_text().count("\n") == 1
         os.kill(pid, signal.SIGKILL)
@@ -325,13 +334,7 @@ def test_stopping_gives_up_the_calls_still_waiting_for_a_grant(ray_cluster, tmp_
     data = open_dataset(images, labels=labels)
     with RayEngine([plan], workers=1, clock="manual") as engine, ResultStore(tmp_path / "r.sqlite") as store:
         runner = Runner([plan], store, pool=engine)
-        outcome: dict = {}
-        thread = threading.Thread(target=lambda: outcome.update(result=runner.run(iter(data), len(data))))
-        thread.start()
-        deadline = time.monotonic() + 60
-        while not (log.exists() and log.read_text().count("\n") >= 1):
-            assert time.monotonic() < deadline and thread.is_alive()
-            time.sleep(0.02)
+        thread, outcome, _ = _run_until_first_call(runner, data, log)
         time.sleep(0.3)  # two more calls now wait in the replica for a token the frozen clock never gives
         runner.stop()
         thread.join(timeout=60)
@@ -361,13 +364,7 @@ def test_a_replica_killed_during_a_granted_call_gives_its_slot_back(ray_cluster,
     with RayEngine([plan], workers=1) as engine, ResultStore(tmp_path / "r.sqlite") as store:
         runner = Runner([plan], store, pool=engine)
         [pid] = engine.pids("h-cloud")
-        outcome: dict = {}
-        thread = threading.Thread(target=lambda: outcome.update(result=runner.run(iter(data), len(data))))
-        thread.start()
-        deadline = time.monotonic() + 90
-        while not (log.exists() and log.read_text().count("\n") >= 1):
-            assert time.monotonic() < deadline and thread.is_alive()
-            time.sleep(0.02)
+        thread, outcome, _ = _run_until_first_call(runner, data, log, timeout=90)
         os.kill(pid, signal.SIGKILL)  # mid-call: the call sleeps 1 s after logging itself
         thread.join(timeout=90)
         assert not thread.is_alive(), "the run never finished: the dead replica's slot was not given back"
