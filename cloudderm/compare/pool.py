@@ -43,9 +43,10 @@ if TYPE_CHECKING:
 __all__ = ["MAX_DEFAULT_WORKERS", "WORKERS_ENV", "WorkerPool", "default_workers", "runs_in_worker"]
 
 # Without --workers or $CLOUDDERM_WORKERS: one worker per core, up to 8 (what the issue asked). Workers are
-# light: they prepare images and run only the local models that load cheaply (ONNX runtimes; torch stays in
-# the parent, see Classifier.worker_startup_is_light), so a worker costs a spawn and a fraction of a second
-# of imports, and the 24-photo benchmark ran no slower with 2 workers than with 1 (docs/compare.md).
+# light: they prepare images and run only the local models that load without torch (zoo onnx, azureml-onnx;
+# huggingface and torch stay in the parent, see Classifier.worker_startup_is_light), so a worker costs a
+# spawn and a fraction of a second of imports; the 24-photo benchmark ran 1.08x faster with 2 workers than
+# with 1, at the same CPU (docs/benchmarks.md, section 7).
 MAX_DEFAULT_WORKERS = 8
 WORKERS_ENV = "CLOUDDERM_WORKERS"  # the test suite sets it to 1; users may set their own default
 _PARENT_POLL_S = 0.5
