@@ -16,7 +16,6 @@ None of these is calibrated. A subclass only implements ``_ask`` (one call, one 
 from __future__ import annotations
 
 import math
-import threading
 from abc import abstractmethod
 from collections import Counter
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from urllib.parse import urlparse
 
 from pydantic import Field, field_validator, model_validator
 
+from cloudderm.adapters._lazy_client import LazyClient
 from cloudderm.adapters._vlm_parse import ParsedAnswer, keep, parse_answer
 from cloudderm.adapters._vlm_prompt import RenderedPrompt, load_template, render_prompt
 from cloudderm.classifier import AdapterSettings, Classifier, RawResult, Usage
@@ -241,27 +241,23 @@ class RemoteGenerativeClassifier(GenerativeClassifier[GenSettingsT]):
     ``_build_client``: how to make the vendor's client from the settings.
     """
 
+    default_timeout_s: ClassVar[float] = 60.0  # seconds, when the settings give no timeout_s
+
     def __init__(self, name: str, settings: GenSettingsT, **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
-        self._lock = threading.Lock()
-        self._client: Any = None
+        self.timeout_s = settings.timeout_s or self.default_timeout_s
+        self._client = LazyClient(self._build_client)
 
     @abstractmethod
     def _build_client(self) -> Any:
         """The vendor SDK's client for these settings (imports the SDK; raises MissingDependencyError)."""
 
     def warm_up(self) -> None:
-        _ = self.client
+        self._client.get()
 
     @property
     def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = self._build_client()
-            return self._client
+        return self._client.get()
 
     def close(self) -> None:
-        with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        self._client.close()

@@ -29,7 +29,6 @@ from cloudderm.images import PreparedImage
 
 __all__ = ["BedrockClassifier", "BedrockSettings"]
 
-DEFAULT_TIMEOUT_S = 60.0
 MAX_IMAGE_BYTES = 3_750_000  # Converse's documented per-image limit (3.75 MB)
 MAX_IMAGE_SIDE = 8000
 _FORMATS = {"image/jpeg": "jpeg", "image/png": "png", "image/gif": "gif", "image/webp": "webp"}
@@ -53,10 +52,6 @@ class BedrockClassifier(RemoteGenerativeClassifier[BedrockSettings]):
     adapter = "bedrock"
     vendor: ClassVar[str] = "aws"
     Settings = BedrockSettings
-
-    def __init__(self, name: str, settings: BedrockSettings, **kwargs: Any) -> None:
-        super().__init__(name, settings, **kwargs)
-        self.timeout_s = settings.timeout_s or DEFAULT_TIMEOUT_S
 
     def service_facts(self) -> ServiceFacts:
         return ServiceFacts(

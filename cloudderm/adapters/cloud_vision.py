@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
 from cloudderm.adapters._http_faults import error_for_status, transport_error
+from cloudderm.adapters._lazy_client import LazyClient
 from cloudderm.adapters._net import is_loopback
 from cloudderm.classifier import AdapterSettings, Classifier, ImageLimits, PriceQuery, RawResult
 from cloudderm.errors import MissingDependencyError, ProviderHTTPError, ResponseFormatError
@@ -156,8 +156,7 @@ class CloudVisionClassifier(Classifier[CloudVisionSettings]):
     def __init__(self, name: str, settings: CloudVisionSettings, **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
         self.url = (settings.endpoint_url or DEFAULT_ENDPOINT) + ANNOTATE_PATH
-        self._session: Any = None
-        self._lock = threading.Lock()
+        self._client = LazyClient(self._build_session)
 
     @property
     def model_id(self) -> str:
@@ -203,13 +202,7 @@ class CloudVisionClassifier(Classifier[CloudVisionSettings]):
         return groups
 
     def warm_up(self) -> None:
-        self._client()
-
-    def _client(self) -> Any:
-        with self._lock:
-            if self._session is None:
-                self._session = self._build_session()
-            return self._session
+        self._client.get()
 
     def _build_session(self) -> Any:
         try:
@@ -244,7 +237,7 @@ class CloudVisionClassifier(Classifier[CloudVisionSettings]):
     def _infer(self, images: Sequence[PreparedImage]) -> list[RawResult]:
         import requests
 
-        session = self._client()
+        session = self._client.get()
         timeout = self.settings.timeout_s or DEFAULT_TIMEOUT_S
         body = json.dumps(encode_request([i.data for i in images], self.settings.max_results))
         try:
@@ -299,7 +292,4 @@ class CloudVisionClassifier(Classifier[CloudVisionSettings]):
         return results
 
     def close(self) -> None:
-        with self._lock:
-            session, self._session = self._session, None
-        if session is not None:
-            session.close()
+        self._client.close()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit
@@ -27,6 +26,7 @@ from urllib.parse import quote, urlsplit
 from pydantic import Field, SecretStr, field_validator
 
 from cloudderm.adapters._http_faults import error_for_status, transport_error
+from cloudderm.adapters._lazy_client import LazyClient
 from cloudderm.adapters._net import is_loopback
 from cloudderm.classifier import AdapterSettings, Classifier, ImageLimits, RawResult
 from cloudderm.errors import MissingDependencyError, ResponseFormatError
@@ -145,8 +145,7 @@ class CustomVisionClassifier(Classifier[CustomVisionSettings]):
             settings.published_name,
             store_image=settings.store_image,
         )
-        self._session: Any = None
-        self._lock = threading.Lock()
+        self._client = LazyClient(self._build_client)
 
     @property
     def model_id(self) -> str:
@@ -168,27 +167,24 @@ class CustomVisionClassifier(Classifier[CustomVisionSettings]):
         return ImageLimits(max_bytes=MAX_IMAGE_BYTES)
 
     def warm_up(self) -> None:
-        self._client()
+        self._client.get()
 
-    def _client(self) -> Any:
-        with self._lock:
-            if self._session is None:
-                try:
-                    import requests
-                except ImportError as e:  # pragma: no cover - requests ships with the azure extra
-                    raise MissingDependencyError(install_hint("custom-vision", "requests")) from e
-                session = requests.Session()
-                session.headers.update(
-                    {
-                        "Prediction-Key": self.settings.prediction_key.get_secret_value(),
-                        "Content-Type": "application/octet-stream",
-                        "Accept": "application/json",
-                    }
-                )
-                from cloudderm.adapters._http import pin_environment
+    def _build_client(self) -> Any:
+        try:
+            import requests
+        except ImportError as e:  # pragma: no cover - requests ships with the azure extra
+            raise MissingDependencyError(install_hint("custom-vision", "requests")) from e
+        session = requests.Session()
+        session.headers.update(
+            {
+                "Prediction-Key": self.settings.prediction_key.get_secret_value(),
+                "Content-Type": "application/octet-stream",
+                "Accept": "application/json",
+            }
+        )
+        from cloudderm.adapters._http import pin_environment
 
-                self._session = pin_environment(session, self.url, pool_size=self.settings.concurrency)
-            return self._session
+        return pin_environment(session, self.url, pool_size=self.settings.concurrency)
 
     def _infer(self, images: Sequence[PreparedImage]) -> list[RawResult]:
         return [self._classify_one(image) for image in images]
@@ -196,7 +192,7 @@ class CustomVisionClassifier(Classifier[CustomVisionSettings]):
     def _classify_one(self, image: PreparedImage) -> RawResult:
         import requests
 
-        session = self._client()
+        session = self._client.get()
         timeout = self.settings.timeout_s or DEFAULT_TIMEOUT_S
         try:
             response = session.post(self.url, data=image.data, timeout=timeout)
@@ -239,7 +235,4 @@ class CustomVisionClassifier(Classifier[CustomVisionSettings]):
         )
 
     def close(self) -> None:
-        with self._lock:
-            session, self._session = self._session, None
-        if session is not None:
-            session.close()
+        self._client.close()

@@ -34,7 +34,6 @@ from cloudderm.images import PreparedImage
 
 __all__ = ["GeminiClassifier", "GeminiSettings"]
 
-DEFAULT_TIMEOUT_S = 60.0
 MAX_REQUEST_BYTES = 20 * 1024 * 1024  # inline data: the whole request must stay under 20 MB
 KEY_ENVS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 BLOCKING_FINISH = frozenset(
@@ -74,10 +73,6 @@ class GeminiClassifier(RemoteGenerativeClassifier[GeminiSettings]):
     adapter = "gemini"
     vendor: ClassVar[str] = "gcp"
     Settings = GeminiSettings
-
-    def __init__(self, name: str, settings: GeminiSettings, **kwargs: Any) -> None:
-        super().__init__(name, settings, **kwargs)
-        self.timeout_s = settings.timeout_s or DEFAULT_TIMEOUT_S
 
     @property
     def vertex(self) -> bool:

@@ -12,13 +12,13 @@ asks for more, so an answer summing below 1 is marked as a partial distribution 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr, field_validator
 
 from cloudderm.adapters._http_faults import error_for_status
+from cloudderm.adapters._lazy_client import LazyClient
 from cloudderm.adapters._net import is_loopback
 from cloudderm.classifier import AdapterSettings, Classifier, ImageLimits, RawResult
 from cloudderm.errors import MissingDependencyError, ProviderError, ProviderTimeout, ResponseFormatError
@@ -94,8 +94,7 @@ class HFInferenceClassifier(Classifier[HFInferenceSettings]):
     def __init__(self, name: str, settings: HFInferenceSettings, **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
         self.target = settings.endpoint_url or settings.base_url
-        self._client_obj: Any = None
-        self._lock = threading.Lock()
+        self._client = LazyClient(self._build_client)
 
     @property
     def model_id(self) -> str:
@@ -126,24 +125,20 @@ class HFInferenceClassifier(Classifier[HFInferenceSettings]):
         return ImageLimits()
 
     def warm_up(self) -> None:
-        self._client()
+        self._client.get()
 
-    def _client(self) -> Any:
-        with self._lock:
-            if self._client_obj is None:
-                try:
-                    from huggingface_hub import InferenceClient
-                except ImportError as e:
-                    raise MissingDependencyError(
-                        install_hint("hf-inference", "huggingface_hub for the hf-inference adapter")
-                    ) from e
-                token = self.settings.token.get_secret_value() if self.settings.token else None
-                timeout = self.settings.timeout_s or DEFAULT_TIMEOUT_S
-                if self.target:
-                    self._client_obj = InferenceClient(model=self.target, token=token, timeout=timeout)
-                else:
-                    self._client_obj = InferenceClient(provider="hf-inference", token=token, timeout=timeout)
-            return self._client_obj
+    def _build_client(self) -> Any:
+        try:
+            from huggingface_hub import InferenceClient
+        except ImportError as e:
+            raise MissingDependencyError(
+                install_hint("hf-inference", "huggingface_hub for the hf-inference adapter")
+            ) from e
+        token = self.settings.token.get_secret_value() if self.settings.token else None
+        timeout = self.settings.timeout_s or DEFAULT_TIMEOUT_S
+        if self.target:
+            return InferenceClient(model=self.target, token=token, timeout=timeout)
+        return InferenceClient(provider="hf-inference", token=token, timeout=timeout)
 
     def _infer(self, images: Sequence[PreparedImage]) -> list[RawResult]:
         return [self._classify_one(image) for image in images]
@@ -151,7 +146,7 @@ class HFInferenceClassifier(Classifier[HFInferenceSettings]):
     def _classify_one(self, image: PreparedImage) -> RawResult:
         from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 
-        client = self._client()
+        client = self._client.get()
         where = {"provider": self.name, "endpoint": self.endpoint}
         kwargs: dict[str, Any] = {} if self.target else {"model": self.settings.model}
         if self.settings.top_k is not None:
@@ -204,7 +199,4 @@ class HFInferenceClassifier(Classifier[HFInferenceSettings]):
         return result
 
     def close(self) -> None:
-        with self._lock:
-            client, self._client_obj = self._client_obj, None
-        if client is not None and hasattr(client, "close"):
-            client.close()
+        self._client.close()

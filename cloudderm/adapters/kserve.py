@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
 from cloudderm.adapters._http_faults import error_for_status, transport_error
+from cloudderm.adapters._lazy_client import LazyClient
 from cloudderm.adapters._net import is_loopback
 from cloudderm.adapters.kserve_codec import (
     MalformedResponse,
@@ -79,8 +79,7 @@ class KServeClassifier(Classifier[KServeSettings]):
         self.max_batch_size = settings.batch_size
         self.root = settings.endpoint_url or settings.url
         self.infer_url = self.root + infer_path(settings.model_name, settings.model_version)
-        self._session: Any = None
-        self._lock = threading.Lock()
+        self._client = LazyClient(self._build_client)
 
     @property
     def model_id(self) -> str:
@@ -114,23 +113,20 @@ class KServeClassifier(Classifier[KServeSettings]):
         return ImageLimits()
 
     def warm_up(self) -> None:
-        self._client()
+        self._client.get()
 
-    def _client(self) -> Any:
-        with self._lock:
-            if self._session is None:
-                try:
-                    import requests
-                except ImportError as e:  # pragma: no cover
-                    raise MissingDependencyError(install_hint("kserve", "requests")) from e
-                session = requests.Session()
-                session.headers["Content-Type"] = "application/json"
-                if self.settings.token is not None:
-                    session.headers["Authorization"] = f"Bearer {self.settings.token.get_secret_value()}"
-                from cloudderm.adapters._http import pin_environment
+    def _build_client(self) -> Any:
+        try:
+            import requests
+        except ImportError as e:  # pragma: no cover
+            raise MissingDependencyError(install_hint("kserve", "requests")) from e
+        session = requests.Session()
+        session.headers["Content-Type"] = "application/json"
+        if self.settings.token is not None:
+            session.headers["Authorization"] = f"Bearer {self.settings.token.get_secret_value()}"
+        from cloudderm.adapters._http import pin_environment
 
-                self._session = pin_environment(session, self.infer_url, pool_size=self.settings.concurrency)
-            return self._session
+        return pin_environment(session, self.infer_url, pool_size=self.settings.concurrency)
 
     def encode(self, images: Sequence[PreparedImage]) -> dict[str, Any]:
         """The infer request body for these images (tensor or BYTES, per ``input``)."""
@@ -142,7 +138,7 @@ class KServeClassifier(Classifier[KServeSettings]):
     def _infer(self, images: Sequence[PreparedImage]) -> list[RawResult]:
         import requests
 
-        session = self._client()
+        session = self._client.get()
         timeout = self.settings.timeout_s or DEFAULT_TIMEOUT_S
         where = {"provider": self.name, "endpoint": self.infer_url}
         body = json.dumps(self.encode(images))
@@ -183,10 +179,7 @@ class KServeClassifier(Classifier[KServeSettings]):
         ]
 
     def close(self) -> None:
-        with self._lock:
-            session, self._session = self._session, None
-        if session is not None:
-            session.close()
+        self._client.close()
 
 
 def _transform(row: list[tuple[str, float]], how: str) -> list[tuple[str, float]]:

@@ -17,12 +17,12 @@ an error that says so and quotes the ``start-project-version`` command.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
+from cloudderm.adapters._lazy_client import LazyClient
 from cloudderm.adapters._net import is_loopback
 from cloudderm.classifier import AdapterSettings, Classifier, ImageLimits, RawResult
 from cloudderm.errors import (
@@ -204,8 +204,7 @@ class RekognitionClassifier(Classifier[RekognitionSettings]):
 
     def __init__(self, name: str, settings: RekognitionSettings, **kwargs: Any) -> None:
         super().__init__(name, settings, **kwargs)
-        self._client_obj: Any = None
-        self._lock = threading.Lock()
+        self._client = LazyClient(self._build_client)
 
     @property
     def custom(self) -> bool:
@@ -247,33 +246,28 @@ class RekognitionClassifier(Classifier[RekognitionSettings]):
         return ImageLimits(max_bytes=MAX_CUSTOM_IMAGE_BYTES if self.custom else MAX_IMAGE_BYTES)
 
     def warm_up(self) -> None:
-        self._client()
+        self._client.get()
 
-    def _client(self) -> Any:
-        with self._lock:
-            if self._client_obj is None:
-                try:
-                    import boto3
-                    from botocore.config import Config
-                except ImportError as e:
-                    raise MissingDependencyError(
-                        install_hint("aws", "boto3 for the Rekognition adapter")
-                    ) from e
-                timeout = self.settings.timeout_s or DEFAULT_TIMEOUT_S
-                config = Config(
-                    read_timeout=timeout,
-                    connect_timeout=min(10.0, timeout),
-                    retries={"max_attempts": 1, "mode": "standard"},
-                )
-                # A session of its own: boto3's shared default session caches credentials process-wide
-                # and is not safe to build clients from concurrently.
-                self._client_obj = boto3.session.Session().client(
-                    "rekognition",
-                    region_name=self.region,
-                    endpoint_url=self.settings.endpoint_url,
-                    config=config,
-                )
-            return self._client_obj
+    def _build_client(self) -> Any:
+        try:
+            import boto3
+            from botocore.config import Config
+        except ImportError as e:
+            raise MissingDependencyError(install_hint("aws", "boto3 for the Rekognition adapter")) from e
+        timeout = self.settings.timeout_s or DEFAULT_TIMEOUT_S
+        config = Config(
+            read_timeout=timeout,
+            connect_timeout=min(10.0, timeout),
+            retries={"max_attempts": 1, "mode": "standard"},
+        )
+        # A session of its own: boto3's shared default session caches credentials process-wide
+        # and is not safe to build clients from concurrently.
+        return boto3.session.Session().client(
+            "rekognition",
+            region_name=self.region,
+            endpoint_url=self.settings.endpoint_url,
+            config=config,
+        )
 
     def _infer(self, images: Sequence[PreparedImage]) -> list[RawResult]:
         return [self._detect(image) for image in images]
@@ -281,7 +275,7 @@ class RekognitionClassifier(Classifier[RekognitionSettings]):
     def _detect(self, image: PreparedImage) -> RawResult:
         from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
-        client = self._client()
+        client = self._client.get()
         where = {"provider": self.name, "endpoint": self.model_id}
         request = {"Image": {"Bytes": image.data}, "MinConfidence": self.settings.min_confidence}
         try:
@@ -335,7 +329,4 @@ class RekognitionClassifier(Classifier[RekognitionSettings]):
         )
 
     def close(self) -> None:
-        with self._lock:
-            client, self._client_obj = self._client_obj, None
-        if client is not None:
-            client.close()
+        self._client.close()
