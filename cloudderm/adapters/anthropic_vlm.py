@@ -19,6 +19,7 @@ from pydantic import SecretStr, model_validator
 
 from cloudderm.adapters._generative import GenerativeSettings, RemoteGenerativeClassifier, Reply
 from cloudderm.adapters._net import is_loopback
+from cloudderm.adapters._sdk_errors import map_sdk_error
 from cloudderm.adapters._vlm_prompt import answer_schema
 from cloudderm.classifier import ImageLimits, Usage
 from cloudderm.core import PriceQuery
@@ -26,9 +27,6 @@ from cloudderm.errors import (
     ConfigError,
     MissingDependencyError,
     ProviderError,
-    ProviderHTTPError,
-    ProviderThrottled,
-    ProviderTimeout,
     install_hint,
 )
 from cloudderm.governance.card import ServiceFacts
@@ -36,7 +34,6 @@ from cloudderm.images import PreparedImage
 
 __all__ = ["AnthropicClassifier", "AnthropicSettings"]
 
-DEFAULT_TIMEOUT_S = 60.0
 MAX_IMAGE_BYTES = 5 * 1024 * 1024  # the Messages API's documented per-image limit (5 MB)
 MAX_IMAGE_SIDE = 8000
 KEY_ENV = "ANTHROPIC_API_KEY"
@@ -77,10 +74,6 @@ class AnthropicClassifier(RemoteGenerativeClassifier[AnthropicSettings]):
     adapter = "anthropic"
     vendor: ClassVar[str] = "anthropic"
     Settings = AnthropicSettings
-
-    def __init__(self, name: str, settings: AnthropicSettings, **kwargs: Any) -> None:
-        super().__init__(name, settings, **kwargs)
-        self.timeout_s = settings.timeout_s or DEFAULT_TIMEOUT_S
 
     @property
     def url(self) -> str:
@@ -183,35 +176,13 @@ class AnthropicClassifier(RemoteGenerativeClassifier[AnthropicSettings]):
     def _map_error(self, error: BaseException) -> ProviderError | None:
         import anthropic
 
-        where: dict[str, Any] = {"provider": self.name, "endpoint": self.model_id}
-        if isinstance(error, anthropic.APITimeoutError):
-            return ProviderTimeout(
-                f"no answer from {self.host} within {self.timeout_s:g} s (timeout_s)", **where
-            )
-        if isinstance(error, anthropic.APIConnectionError):
-            return ProviderError(
-                f"cannot connect to {self.host}: {type(error).__name__}", retryable=True, **where
-            )
-        if isinstance(error, anthropic.APIStatusError):
-            body = error.body if isinstance(error.body, dict) else {}
-            inner = body.get("error") if isinstance(body.get("error"), dict) else {}
-            message = str(inner.get("message") or type(error).__name__)[:300]
-            request_id = error.response.headers.get("request-id")
-            retry_after = _seconds(error.response.headers.get("retry-after"))
-            if error.status_code == 429:
-                return ProviderThrottled(
-                    f"HTTP 429: {message}", retry_after=retry_after, request_id=request_id, **where
-                )
-            if error.status_code in (401, 403):
-                message += f" (check api_key / {KEY_ENV})"
-            return ProviderHTTPError(
-                message, status=error.status_code, retry_after=retry_after, request_id=request_id, **where
-            )
-        return None
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+        return map_sdk_error(
+            anthropic,
+            error,
+            provider=self.name,
+            endpoint=self.model_id,
+            where=self.host,
+            timeout_s=self.timeout_s,
+            key_hint=f"check api_key / {KEY_ENV}",
+            request_id_headers=("request-id",),
+        )

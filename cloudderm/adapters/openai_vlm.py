@@ -29,6 +29,7 @@ from cloudderm.adapters._generative import (
     label_probability_from_logprobs,
 )
 from cloudderm.adapters._net import is_loopback
+from cloudderm.adapters._sdk_errors import map_sdk_error, request_id
 from cloudderm.adapters._vlm_parse import parse_answer
 from cloudderm.adapters._vlm_prompt import answer_schema
 from cloudderm.classifier import ImageLimits, Usage
@@ -37,9 +38,6 @@ from cloudderm.errors import (
     ConfigError,
     MissingDependencyError,
     ProviderError,
-    ProviderHTTPError,
-    ProviderThrottled,
-    ProviderTimeout,
     install_hint,
 )
 from cloudderm.governance.card import ServiceFacts
@@ -47,10 +45,10 @@ from cloudderm.images import PreparedImage
 
 __all__ = ["OpenAIClassifier", "OpenAISettings", "filter_categories"]
 
-DEFAULT_TIMEOUT_S = 60.0
 MAX_IMAGE_BYTES = 20 * 1024 * 1024  # OpenAI's documented per-image upload limit (20 MB)
 AZURE_KEY_ENV = "AZURE_OPENAI_API_KEY"
 OPENAI_KEY_ENV = "OPENAI_API_KEY"
+REQUEST_ID_HEADERS = ("x-request-id", "apim-request-id")  # OpenAI; Azure's API Management
 ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
 
 
@@ -103,7 +101,6 @@ class OpenAIClassifier(RemoteGenerativeClassifier[OpenAISettings]):
                 provider=name,
                 field="api_version",
             )
-        self.timeout_s = settings.timeout_s or DEFAULT_TIMEOUT_S
 
     # ---- facts ----------------------------------------------------------------------------------
     @property
@@ -283,56 +280,23 @@ class OpenAIClassifier(RemoteGenerativeClassifier[OpenAISettings]):
         result = (inner.get("innererror") or {}).get("content_filter_result")
         categories = ", ".join(filter_categories(result)) or "HTTP 400 content_filter (no categories given)"
         details = {"http_status": 400, "content_filter_result": result}
-        return Reply(text=None, filtered=categories, request_id=_request_id(error), details=details)
+        return Reply(
+            text=None, filtered=categories, request_id=request_id(error, REQUEST_ID_HEADERS), details=details
+        )
 
     def _map_error(self, error: BaseException) -> ProviderError | None:
         import openai
 
-        where: dict[str, Any] = {"provider": self.name, "endpoint": self.model_id}
-        if isinstance(error, openai.APITimeoutError):
-            return ProviderTimeout(
-                f"no answer from {self.url} within {self.timeout_s:g} s (timeout_s)", **where
-            )
-        if isinstance(error, openai.APIConnectionError):
-            return ProviderError(
-                f"cannot connect to {self.url}: {type(error).__name__}", retryable=True, **where
-            )
-        if isinstance(error, openai.APIStatusError):
-            status = error.status_code
-            message = _error_message(error)
-            retry_after = _retry_after(error)
-            if status == 429:
-                return ProviderThrottled(
-                    f"HTTP 429: {message}", retry_after=retry_after, request_id=_request_id(error), **where
-                )
-            if status in (401, 403):
-                message += " (check api_key / OPENAI_API_KEY / AZURE_OPENAI_API_KEY or the Entra ID role)"
-            return ProviderHTTPError(
-                message, status=status, retry_after=retry_after, request_id=_request_id(error), **where
-            )
-        return None
-
-
-def _error_message(error: Any) -> str:
-    body = error.body if isinstance(getattr(error, "body", None), dict) else {}
-    inner = body.get("error", body)
-    message = inner.get("message") if isinstance(inner, dict) else None
-    return str(message or getattr(error, "message", "") or type(error).__name__)[:300]
-
-
-def _request_id(error: Any) -> str | None:
-    response = getattr(error, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    return headers.get("x-request-id") or headers.get("apim-request-id")
-
-
-def _retry_after(error: Any) -> float | None:
-    headers = getattr(getattr(error, "response", None), "headers", None) or {}
-    value = headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+        return map_sdk_error(
+            openai,
+            error,
+            provider=self.name,
+            endpoint=self.model_id,
+            where=self.url,
+            timeout_s=self.timeout_s,
+            key_hint="check api_key / OPENAI_API_KEY / AZURE_OPENAI_API_KEY or the Entra ID role",
+            request_id_headers=REQUEST_ID_HEADERS,
+        )
 
 
 def _entra_token_provider(provider: str) -> Any:
